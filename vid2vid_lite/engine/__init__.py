@@ -1,0 +1,1 @@
+"""Engines: the trainer and the batched, pipelined translator."""

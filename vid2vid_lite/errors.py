@@ -1,0 +1,47 @@
+"""User-facing errors.
+
+A :class:`UserError` is a problem with what the user asked for (a missing file, a bad option,
+a corrupt video).  The command-line entry points catch it, print its one-line message and exit
+with status 2 without a traceback; set ``V2V_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class UserError(Exception):
+    """An error caused by the user's input; its message says what is wrong and what to do."""
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("V2V_DEBUG", "") not in ("", "0", "false", "False")
+
+
+def report_user_errors(fn: F) -> F:
+    """Decorate a CLI entry point: turn :class:`UserError` and Ctrl-C into a clean exit."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            if debug_enabled():
+                raise
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,178 @@
+"""Types shared by every reader and writer, a background prefetcher and atomic paths."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB, already turned upright.
+        index: 0-based position in the source.
+        pts: presentation timestamp in ``VideoInfo.time_base`` units (None for frame folders).
+        time: presentation time in seconds (None for frame folders).
+    """
+
+    image: np.ndarray
+    index: int
+    pts: int | None = None
+    time: float | None = None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source is: enough for a writer to reproduce its size, timing and audio.
+
+    ``width``/``height`` are the upright (display) size.  ``rotation`` is the display
+    rotation the file asked for (degrees, counter-clockwise), already applied to the frames.
+    ``num_frames`` is the container's count and may be None or approximate for video.
+    """
+
+    path: Path
+    kind: Literal["video", "frames"]
+    width: int
+    height: int
+    fps: float | None = None
+    num_frames: int | None = None
+    time_base: Fraction | None = None
+    rotation: int = 0
+    has_audio: bool = False
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.height, self.width
+
+
+class _End:
+    """Marks the end of a prefetched stream."""
+
+
+class Prefetcher:
+    """Run ``produce`` in a daemon thread and hand its items over through a bounded queue.
+
+    Memory stays bounded by ``maxsize`` items whatever the stream length.  An exception in the
+    producer is re-raised in the consumer, after the items produced before it.
+    """
+
+    def __init__(self, produce: Callable[[], Iterator], maxsize: int = 8, name: str = "v2v-prefetch"):
+        self._produce = produce
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._produce():
+                if not self._put(item):
+                    return
+            self._put(_End)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            self._put(err)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is _End:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def temporary_sibling(path: Path, directory: bool = False) -> Path:
+    """A fresh hidden temporary path in the same folder as ``path`` (same filesystem: rename
+    is atomic).  For files the suffix is kept so that muxers can guess the format."""
+    path = Path(path)
+    prefix = f".{path.name}.tmp-"
+    if directory:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def commit(temporary: Path, final: Path) -> None:
+    """Move a finished temporary file or folder onto ``final`` (replacing an old output)."""
+    if temporary.is_dir() and final.exists():
+        old = temporary_sibling(final, directory=True)
+        old.rmdir()
+        os.replace(final, old)
+        os.replace(temporary, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, final)
+
+
+def discard(temporary: Path) -> None:
+    """Remove an unfinished temporary file or folder."""
+    if temporary.is_dir():
+        shutil.rmtree(temporary, ignore_errors=True)
+    else:
+        temporary.unlink(missing_ok=True)
+
+
+class BackgroundWriter:
+    """Call ``write(*args)`` of a sink in a background thread, through a bounded queue, so that
+    encoding overlaps with the model.  Errors in the thread are re-raised on the next call or
+    at :meth:`finish`."""
+
+    def __init__(self, write: Callable[..., None], maxsize: int = 8, name: str = "v2v-encode"):
+        self._write = write
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _End:
+                return
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+                    self._error = err
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, *args) -> None:
+        self._raise()
+        self._queue.put(args)
+
+    def finish(self) -> None:
+        """Wait until everything queued is written; re-raise a writer error."""
+        self._queue.put(_End)
+        self._thread.join()
+        self._raise()

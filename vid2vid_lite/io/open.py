@@ -1,0 +1,107 @@
+"""One entry point for any source and any sink: a video file or a folder of frames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .base import VideoInfo
+from .frames import FolderSink, FolderSource
+from .video import VIDEO_SUFFIXES, VideoSink, VideoSource
+
+Source = VideoSource | FolderSource
+Sink = VideoSink | FolderSink
+
+
+def is_video_path(path: str | Path) -> bool:
+    """True where ``path`` names a video file we write (by its suffix)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def open_source(path: str | Path, queue_size: int = 8) -> Source:
+    """Open a video file or a frame folder for streaming; raises :class:`UserError` on bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    if path.is_dir():
+        return FolderSource(path, queue_size=queue_size)
+    return VideoSource(path, queue_size=queue_size)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with a clear message, where ``path`` cannot be written."""
+    parent = path.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output folder {parent}: {err.strerror}") from None
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {parent} is not writable; choose another output=")
+    if path.exists() and path.is_dir() != (not is_video_path(path)):
+        kind = "a folder" if path.is_dir() else "a file"
+        raise UserError(f"output {path} exists and is {kind}; choose another output=")
+
+
+def open_sink(
+    path: str | Path,
+    like: VideoInfo | None = None,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    crf: int = 17,
+    preset: str = "medium",
+    copy_audio: bool = True,
+) -> Sink:
+    """Open an atomic writer: a video for a video suffix, otherwise a folder of PNGs.
+
+    ``like`` gives size, frame rate, time base and audio source (a video input's audio is
+    copied when ``copy_audio``); ``width``/``height``/``fps`` override it.
+    """
+    path = Path(path)
+    check_writable(path)
+    if not is_video_path(path):
+        return FolderSink(path)
+    width = width or (like.width if like else None)
+    height = height or (like.height if like else None)
+    if not width or not height:
+        raise ValueError("open_sink needs a size: pass like= or width= and height=")
+    audio = like.path if like and like.kind == "video" and like.has_audio and copy_audio else None
+    return VideoSink(
+        path,
+        width=width,
+        height=height,
+        fps=fps or (like.fps if like else None) or 25.0,
+        time_base=like.time_base if like and like.kind == "video" else None,
+        audio_from=audio,
+        crf=crf,
+        preset=preset,
+    )
+
+
+def read_video(path: str | Path) -> tuple[np.ndarray, VideoInfo]:
+    """All frames of a (short) clip as ``(T, H, W, 3)`` uint8, with its info."""
+    with open_source(path) as source:
+        frames = [frame.image for frame in source]
+        return np.stack(frames), source.info
+
+
+def write_video(
+    path: str | Path, frames: np.ndarray | Iterable[np.ndarray], fps: float = 25.0, crf: int = 17
+) -> Path:
+    """Write RGB frames (``(T, H, W, 3)`` uint8 or an iterable of ``(H, W, 3)``) to a video or
+    a frame folder."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("write_video needs at least one frame")
+    with open_sink(path, width=first.shape[1], height=first.shape[0], fps=fps, crf=crf) as sink:
+        sink.write(first)
+        for image in frames:
+            sink.write(image)
+    return Path(path)

@@ -1,0 +1,302 @@
+"""The recurrent, flow-warped temporal generator (vid2vid / TecoGAN line).
+
+At time t the generator sees the source frame x[t] (optionally x[t-1]), its own previous output
+y[t-1] warped to t with the backward flow t -> t-1, that flow and a validity (non-occlusion)
+map.  A U-Net body predicts an image h[t] and, from the decoder's last feature map, a blend mask
+m[t] in [0, 1]::
+
+    warped = warp(y[t-1], flow[t -> t-1])
+    y[t]   = m * h + (1 - m) * warped
+
+At the first frame of a shot (or after a cut) there is no previous output: the same network
+runs with zeros for the previous frame, the warped output, the flow and the validity, and m is
+forced to 1.  This is per batch element (``reset``), so a batch can mix shots.
+
+Flow sources (``flow=``): ``dis`` (flow and validity computed outside, e.g. by
+:class:`~vid2vid_lite.nn.flow.DISFlow` on CPU workers, and passed in), ``learned``
+(:class:`~vid2vid_lite.nn.flow.LearnedFlow` inside the model) or ``raft``
+(:class:`~vid2vid_lite.nn.flow.RAFTFlow`, local weights only).  A flow passed to ``forward``
+always wins, whatever the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+
+from .flow import LearnedFlow, RAFTFlow
+from .unet import PAD_MODES, UNet, crop_pad, init_weights, pad_to_multiple, to_image
+from .warp import warp
+
+FLOW_SOURCES = ("dis", "learned", "raft")
+
+
+class TemporalOutput(NamedTuple):
+    """What :class:`TemporalGenerator` returns; all (B, ., H, W).
+
+    out: the blended frame y[t] (B, 3, H, W) in [-1, 1]; feed it back as ``y_prev``.
+    image: the newly generated image h[t] (B, 3, H, W).
+    mask: the blend mask m[t] (B, 1, H, W) in [0, 1]; 1 = take h, 0 = copy the warped past.
+    warped: y[t-1] warped to t (B, 3, H, W); zeros at a reset.
+    flow: the backward flow t -> t-1 used (B, 2, H, W) in pixels; zeros at a reset.
+    valid: the validity map used (B, 1, H, W); zeros at a reset.
+    """
+
+    out: torch.Tensor
+    image: torch.Tensor
+    mask: torch.Tensor
+    warped: torch.Tensor
+    flow: torch.Tensor
+    valid: torch.Tensor
+
+
+@dataclass
+class InitReport:
+    """What :meth:`TemporalGenerator.init_from_framewise` copied (parameter/buffer names)."""
+
+    copied: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"copied {len(self.copied)}, partially copied {len(self.partial)}, skipped {len(self.skipped)}"
+
+
+class TemporalGenerator(nn.Module):
+    """Recurrent generator: ``forward(x, x_prev, y_prev, flow, valid, reset) -> TemporalOutput``.
+
+    The body is the pix2pix :class:`~vid2vid_lite.nn.unet.UNet` with the same names as the
+    frame-wise :class:`~vid2vid_lite.nn.unet.UNetGenerator` (``body.*``), so a trained frame-wise
+    model can initialise it (:meth:`init_from_framewise`).  Its input is the channel
+    concatenation, in this order, of::
+
+        x[t] (C_in) | x[t-1] (C_in, if use_prev_input) | warped y[t-1] (3) | flow / flow_norm (2) | valid (1)
+
+    The mask head is ``ReLU -> 4x4 stride-2 transposed conv`` on the decoder's last feature map.
+    Its bias starts at ``mask_bias`` (2.0: m ~ 0.88), so the untrained model mostly generates;
+    copying has to be learned where it pays (see the copy-collapse pitfall in DESIGN.md).
+
+    Args:
+        in_channels, out_channels, ngf, depth, norm, residual, pad_mode: as
+            :class:`~vid2vid_lite.nn.unet.UNetGenerator` (``residual`` adds to x[t]).
+        flow: flow source, ``dis``, ``learned`` or ``raft``.
+        use_prev_input: also feed the previous source frame x[t-1].
+        flow_norm: the flow is fed to the body divided by this (pixels), so that typical motions
+            are O(1).
+        mask_bias: initial bias of the mask logit.
+        dis_preset: DIS preset the flow is computed with (``flow=dis``); stored for the engine.
+        flow_width, flow_levels: :class:`~vid2vid_lite.nn.flow.LearnedFlow` size (``flow=learned``).
+        raft_weights, raft_variant, raft_iters: :class:`~vid2vid_lite.nn.flow.RAFTFlow` settings
+            (``flow=raft``; a local weights file is required).
+
+    Attributes:
+        flow_source: ``dis``, ``learned`` or ``raft``; with ``dis`` the caller must pass ``flow``.
+        multiple: the pad multiple of the body (``2**depth``).
+    """
+
+    is_temporal = True
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        depth: int = 7,
+        norm: str = "instance",
+        residual: bool = False,
+        pad_mode: str = "reflect",
+        flow: str = "dis",
+        use_prev_input: bool = False,
+        flow_norm: float = 20.0,
+        mask_bias: float = 2.0,
+        dis_preset: str = "fast",
+        flow_width: int = 32,
+        flow_levels: int = 3,
+        raft_weights: str | None = None,
+        raft_variant: str = "small",
+        raft_iters: int = 12,
+    ) -> None:
+        super().__init__()
+        if flow not in FLOW_SOURCES:
+            raise ValueError(f"unknown flow source {flow!r}; choose one of {FLOW_SOURCES}")
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f"unknown pad mode {pad_mode!r}; choose one of {PAD_MODES}")
+        if out_channels != 3:
+            raise ValueError("the temporal generator blends RGB frames: out_channels must be 3")
+        if flow_norm <= 0:
+            raise ValueError(f"flow_norm must be positive, got {flow_norm}")
+        self.config = {
+            "name": "temporal",
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "ngf": ngf,
+            "depth": depth,
+            "norm": norm,
+            "residual": residual,
+            "pad_mode": pad_mode,
+            "flow": flow,
+            "use_prev_input": use_prev_input,
+            "flow_norm": flow_norm,
+            "mask_bias": mask_bias,
+            "dis_preset": dis_preset,
+            "flow_width": flow_width,
+            "flow_levels": flow_levels,
+            "raft_weights": None if raft_weights is None else str(raft_weights),
+            "raft_variant": raft_variant,
+            "raft_iters": raft_iters,
+        }
+        self.in_channels = in_channels
+        self.flow_source = flow
+        self.use_prev_input = use_prev_input
+        self.residual = residual
+        self.pad_mode = pad_mode
+        self.flow_norm = float(flow_norm)
+        body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + 1
+        self.body = UNet(body_in, out_channels, ngf, depth, norm)
+        self.mask_head = nn.Sequential(
+            nn.ReLU(), nn.ConvTranspose2d(self.body.feature_channels, 1, 4, stride=2, padding=1)
+        )
+        self.multiple = self.body.multiple
+        init_weights(self)
+        nn.init.constant_(self.mask_head[-1].bias, mask_bias)
+        if residual:  # start as the identity on x[t], like the frame-wise residual model
+            nn.init.zeros_(self.body.up[0][-1].weight)
+            nn.init.zeros_(self.body.up[0][-1].bias)
+        # Built after init_weights so that their own initialisation / loaded weights stay.
+        self.flow_net: nn.Module | None = None
+        if flow == "learned":
+            self.flow_net = LearnedFlow(in_channels, flow_width, flow_levels)
+        elif flow == "raft":
+            if in_channels != 3:
+                raise ValueError("flow=raft needs RGB sources (in_channels=3)")
+            self.flow_net = RAFTFlow(raft_weights, raft_variant, raft_iters)
+
+    def estimate_flow(self, x: torch.Tensor, x_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward flow t -> t-1 (B, 2, H, W) and validity (B, 1, H, W) from the internal source."""
+        if self.flow_net is None:
+            raise ValueError(
+                "flow=dis: pass flow (and valid) to forward, e.g. from DISFlow.backward_with_validity"
+            )
+        return self.flow_net(x, x_prev)
+
+    def _reset_flags(self, reset: torch.Tensor | None, y_prev: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+        if y_prev is None:
+            if reset is not None and not bool(torch.as_tensor(reset).all()):
+                raise ValueError("y_prev is None but reset says some batch elements continue a shot")
+            return torch.ones(batch, dtype=torch.bool, device=device)
+        if reset is None:
+            return torch.zeros(batch, dtype=torch.bool, device=device)
+        reset = torch.as_tensor(reset, device=device).reshape(-1).bool()
+        if reset.numel() != batch:
+            raise ValueError(f"reset must have one flag per batch element ({batch}), got {reset.numel()}")
+        return reset
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_prev: torch.Tensor | None = None,
+        y_prev: torch.Tensor | None = None,
+        flow: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        reset: torch.Tensor | None = None,
+    ) -> TemporalOutput:
+        """One recurrent step.
+
+        Args:
+            x: source frame x[t] (B, C_in, H, W) in [-1, 1]; any H, W.
+            x_prev: source frame x[t-1] (B, C_in, H, W); needed by ``use_prev_input`` and by the
+                learned / RAFT flow unless ``flow`` is given.
+            y_prev: previous output y[t-1] (B, 3, H, W) in [-1, 1], or None at the first frame.
+            flow: backward flow t -> t-1 (B, 2, H, W) in pixels; required with ``flow=dis``.
+            valid: validity (B, 1, H, W) in [0, 1] for ``flow``; ones if omitted.
+            reset: bool (B,), True where a new shot starts; None means all True when ``y_prev``
+                is None and all False otherwise.
+
+        Returns:
+            :class:`TemporalOutput`.
+        """
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected x (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        b, _, h, w = x.shape
+        for name, t, c in (("x_prev", x_prev, self.in_channels), ("y_prev", y_prev, 3)):
+            if t is not None and tuple(t.shape) != (b, c, h, w):
+                raise ValueError(f"expected {name} of shape {(b, c, h, w)}, got {tuple(t.shape)}")
+        reset = self._reset_flags(reset, y_prev, b, x.device)
+        keep = (~reset).to(x.dtype).view(b, 1, 1, 1)
+
+        if bool(reset.all()):
+            flow = x.new_zeros(b, 2, h, w)
+            valid = x.new_zeros(b, 1, h, w)
+            warped = x.new_zeros(b, 3, h, w)
+        else:
+            if flow is None:
+                if x_prev is None:
+                    raise ValueError(f"flow={self.flow_source} without a given flow needs x_prev")
+                flow, valid = self.estimate_flow(x, x_prev)
+            if tuple(flow.shape) != (b, 2, h, w):
+                raise ValueError(f"expected flow of shape {(b, 2, h, w)}, got {tuple(flow.shape)}")
+            if valid is None:
+                valid = torch.ones_like(flow[:, :1])
+            elif tuple(valid.shape) != (b, 1, h, w):
+                raise ValueError(f"expected valid of shape {(b, 1, h, w)}, got {tuple(valid.shape)}")
+            # Zero what a reset element must not see (its "previous" frame is another shot);
+            # torch.where rather than a product so that garbage (even NaN) there cannot leak.
+            cont = keep.bool()
+            flow = torch.where(cont, flow, 0.0)
+            valid = torch.where(cont, valid, 0.0)
+            warped = torch.where(cont, warp(y_prev, flow), 0.0)
+
+        inputs = [x]
+        if self.use_prev_input:
+            inputs.append(x.new_zeros(x.shape) if x_prev is None else torch.where(keep.bool(), x_prev, 0.0))
+        inputs += [warped, flow / self.flow_norm, valid]
+        padded, pads = pad_to_multiple(torch.cat(inputs, dim=1), self.multiple, self.pad_mode)
+        logits, features = self.body(padded, return_features=True)
+        image = to_image(crop_pad(logits, pads), x, self.residual)
+        mask = torch.sigmoid(crop_pad(self.mask_head(features), pads))
+        # m = 1 at a reset; written as a blend (not torch.where) so the head stays in the graph.
+        mask = mask * keep + (1.0 - keep)
+        out = mask * image + (1.0 - mask) * warped
+        return TemporalOutput(out, image, mask, warped, flow, valid)
+
+    @torch.no_grad()
+    def init_from_framewise(self, source: nn.Module | Mapping[str, torch.Tensor]) -> InitReport:
+        """Copy a frame-wise generator's weights wherever the name and shape match.
+
+        The first convolution differs only in its input channels: x[t] comes first in the body's
+        input, so its weights are copied into the x[t] slice and the extra input channels
+        (previous frame, warped output, flow, validity) are zeroed.  The image branch then
+        computes exactly the frame-wise output until training uses the new inputs.
+
+        Args:
+            source: a :class:`~vid2vid_lite.nn.unet.UNetGenerator` or its ``state_dict()``.
+
+        Returns:
+            an :class:`InitReport` (its ``str`` gives the counts).
+        """
+        src = source.state_dict() if isinstance(source, nn.Module) else source
+        report = InitReport()
+        for name, dst in self.state_dict().items():
+            tensor = src.get(name)
+            if tensor is None:
+                report.skipped.append(name)
+            elif tensor.shape == dst.shape:
+                dst.copy_(tensor)
+                report.copied.append(name)
+            elif (
+                tensor.dim() == 4
+                and dst.dim() == 4
+                and tensor.shape[0] == dst.shape[0]
+                and tensor.shape[2:] == dst.shape[2:]
+                and tensor.shape[1] < dst.shape[1]
+            ):
+                dst.zero_()
+                dst[:, : tensor.shape[1]].copy_(tensor)
+                report.partial.append(name)
+            else:
+                report.skipped.append(name)
+        return report

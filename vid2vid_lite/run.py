@@ -1,0 +1,111 @@
+"""Translate a video file or a folder of frames.
+
+    python -m vid2vid_lite.run INPUT [output=PATH] [weights=NAME|PATH] [device=auto|cpu|cuda|cuda:N]
+                               [batch=N] [key=value ...]
+
+INPUT may also be given as ``input=PATH``.  Every option is in ``vid2vid_lite/conf/run.yaml``;
+``-m`` runs a Hydra sweep (each job's default output then goes into its sweep folder).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from .checkpoint import load_generator
+from .cli import lift_positional, pick_device
+from .datasets.tasks import get_task
+from .engine.translator import Translator
+from .errors import UserError, report_user_errors
+from .io import VideoInfo, is_video_path, open_sink, open_source
+from .io.video import audio_fits
+
+DEFAULT_SUFFIX = "_v2v"
+
+
+def default_output(info: VideoInfo, folder: Path | None = None) -> Path:
+    """``<stem>_v2v.mp4`` beside a video (``.mkv`` where its audio does not fit MP4), or
+    ``<name>_v2v/`` beside a frame folder; inside ``folder`` when given (sweeps)."""
+    path = info.path
+    where = folder or path.parent
+    if info.kind == "frames":
+        return where / f"{path.name}{DEFAULT_SUFFIX}"
+    suffix = ".mp4" if audio_fits(path, ".mp4") else ".mkv"
+    return where / f"{path.stem}{DEFAULT_SUFFIX}{suffix}"
+
+
+def resolve_output(cfg: DictConfig, info: VideoInfo) -> Path:
+    if cfg.output:
+        output = Path(str(cfg.output)).expanduser()
+    else:
+        sweep_dir = None
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            sweep_dir = Path(HydraConfig.get().runtime.output_dir)
+        output = default_output(info, sweep_dir)
+    if output.resolve() == info.path.resolve():
+        raise UserError(f"output {output} is the input; choose another output=")
+    return output
+
+
+def translate(cfg: DictConfig) -> Path:
+    """Do the work of one ``run`` invocation; returns the output path."""
+    if not cfg.input:
+        raise UserError(
+            "no input given: python -m vid2vid_lite.run INPUT (a video file or a folder of frames). "
+            "The no-argument demo needs the bundled weights, which are not shipped yet"
+        )
+    if cfg.on_error not in ("fail", "keep"):
+        raise UserError(f"on_error={cfg.on_error} is not known; use fail or keep")
+    device = pick_device(cfg.device)
+    model, config = load_generator(str(cfg.weights), device)
+    task = get_task(config.get("task", "restore"))
+    batch = 1 if str(cfg.batch) == "auto" and device.type == "cpu" else (8 if str(cfg.batch) == "auto" else int(cfg.batch))
+    translator = Translator(
+        model, task, device, batch=batch, precision=cfg.precision, scene_cut=cfg.scene_cut,
+        resize=cfg.resize, flow_preset=cfg.flow_preset,
+    )
+    with open_source(Path(str(cfg.input)).expanduser()) as source:
+        info = source.info
+        output = resolve_output(cfg, info)
+        sink = open_sink(
+            output, like=info, width=info.width * task.scale, height=info.height * task.scale,
+            fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
+        )
+        try:
+            stats = translator.translate(source, sink, total=info.num_frames, progress=cfg.progress)
+        except UserError:
+            if cfg.on_error != "keep" or source.damage is None:
+                sink.abort()
+                raise
+            sink.close()
+            print(f"warning: {source.damage}; kept the {sink.frames_written} frames before it", file=sys.stderr)
+            return output
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps) -> {output}")
+    return output
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="run")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    warnings.filterwarnings("ignore", module="torch")  # keep user output readable
+    translate(cfg)
+
+
+@report_user_errors
+def cli() -> None:
+    sys.argv[1:] = lift_positional(sys.argv[1:])
+    main()
+
+
+if __name__ == "__main__":
+    cli()
