@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -78,15 +78,13 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     """``(generator state dict, config)`` from a safetensors or weights-only ``.pt`` file."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise UserError(f"{path} is not a vid2vid_lite checkpoint (no config inside)")
             return load_file(str(path)), json.loads(meta["config"])
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorsError, RuntimeError, OSError, ValueError, json.JSONDecodeError) as err:
+    except (SafetensorError, RuntimeError, OSError, ValueError, json.JSONDecodeError) as err:
         raise UserError(f"cannot load checkpoint {path}: {err}") from None
     if not isinstance(state, dict) or "generator" not in state or "config" not in state:
         raise UserError(f"{path} is not a vid2vid_lite checkpoint (no generator/config inside)")

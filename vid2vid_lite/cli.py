@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
 from .errors import UserError
 
 # Hydra flags that take the next argument as their value.
-_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun"}
+_FLAGS_WITH_VALUE = {
+    "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--experimental-rerun",
+    "-c", "--cfg", "-p", "--package",
+}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
 def quote_override(value: str) -> str:
     """Quote ``value`` for Hydra's override grammar, so that spaces, commas, ``=``, quotes,
     brackets and ``${`` in a path survive as one plain string."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    # Hydra reads a backslash as an escape only in front of a quote or at the end of the
+    # string, so only those runs of backslashes are doubled.
+    escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    escaped = escaped.replace("'", "\\'").replace("${", "\\${")
     return f"'{escaped}'"
 
 

@@ -1,0 +1,159 @@
+"""`python -m vid2vid_lite.run` end to end: real files in, real files out, clean errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from media import audio_packets, frame_times, make_clip, moving_pattern
+
+from vid2vid_lite.checkpoint import save_generator
+from vid2vid_lite.io import read_video
+from vid2vid_lite.nn import build_generator
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Tiny untrained checkpoints: the CLI's plumbing does not care what the weights learned."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    out = {}
+    for name in ("framewise", "temporal"):
+        model = build_generator({"name": name, "ngf": 8, "depth": 3, "residual": True})
+        out[name] = save_generator(folder / f"{name}.safetensors", model, {"generator": model.config, "task": "restore"})
+    return out
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(
+        [sys.executable, "-m", "vid2vid_lite.run", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=300,
+    )
+
+
+@pytest.mark.parametrize("kind", ["framewise", "temporal"])
+def test_video_in_video_out_keeps_frames_timing_size_audio(tmp_path, weights, kind):
+    frames = moving_pattern(10, 36, 52)
+    pts = [0, 1, 2, 3, 5, 6, 8, 9, 10, 12]  # variable frame rate
+    clip = make_clip(tmp_path / "in clip.mp4", frames, fps=25, pts=pts, audio="aac")
+    result = run(clip, f"weights={weights[kind]}", "device=cpu", "progress=false")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "in clip_v2v.mp4"
+    assert str(out) in result.stdout and "10 frames" in result.stdout
+    back, info = read_video(out)
+    assert back.shape == frames.shape
+    assert frame_times(out) == pytest.approx(frame_times(clip), abs=1e-9)
+    assert audio_packets(out) == audio_packets(clip)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in clip.mp4", "in clip_v2v.mp4"]
+
+
+def test_frame_folder_in_and_out_and_awkward_path(tmp_path, weights):
+    folder = tmp_path / "frames, with = and 'quotes'"
+    from vid2vid_lite.io import write_video
+
+    write_video(folder, moving_pattern(5, 20, 30))
+    result = run(folder, f"weights={weights['framewise']}", "device=cpu", "batch=2")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / f"{folder.name}_v2v"
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)]
+    # a folder to a video with the suffix
+    result = run(f"input={folder}".replace(str(folder), "'" + str(folder).replace("'", "\\'") + "'"),
+                 f"output={tmp_path / 'out.mkv'}", f"weights={weights['framewise']}", "fps=10")
+    assert result.returncode == 0, result.stderr
+    assert frame_times(tmp_path / "out.mkv") == pytest.approx([i / 10 for i in range(5)], abs=1e-3)
+
+
+def test_video_to_frame_folder_output(tmp_path, weights):
+    clip = make_clip(tmp_path / "c.mp4", moving_pattern(4, 20, 30))
+    result = run(clip, f"output={tmp_path / 'pngs'}", f"weights={weights['temporal']}")
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "pngs").glob("*.png"))) == 4
+
+
+def test_multirun_sweep_writes_one_output_per_job(tmp_path, weights):
+    clip = make_clip(tmp_path / "c.mp4", moving_pattern(4, 20, 30))
+    sweep = tmp_path / "sweep"
+    result = run("-m", clip, "crf=17,30", f"weights={weights['framewise']}", f"hydra.sweep.dir={sweep}", "progress=false")
+    assert result.returncode == 0, result.stderr
+    outs = sorted(sweep.glob("*/c_v2v.mp4"))
+    assert len(outs) == 2
+    assert outs[0].stat().st_size > outs[1].stat().st_size  # crf 17 keeps more than crf 30
+    assert not (tmp_path / "c_v2v.mp4").exists()
+
+
+def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
+    clip = make_clip(tmp_path / "full.mkv", moving_pattern(60, 32, 48))
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 2])
+    failed = run(cut, f"weights={weights['framewise']}", f"output={tmp_path / 'a.mp4'}")
+    assert failed.returncode == 2 and "ends early" in failed.stderr and "Traceback" not in failed.stderr
+    assert not (tmp_path / "a.mp4").exists()
+    kept = run(cut, f"weights={weights['framewise']}", f"output={tmp_path / 'b.mp4'}", "on_error=keep")
+    assert kept.returncode == 0, kept.stderr
+    assert "ends early" in kept.stderr
+    assert 0 < len(frame_times(tmp_path / "b.mp4")) < 60
+
+
+def _audio_only(path: Path) -> Path:
+    container = av.open(str(path), "w")
+    stream = container.add_stream("aac", rate=44100)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="mono")
+    frame.sample_rate = 44100
+    for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "input not found"),
+        ("empty_dir", "holds no images"),
+        ("not_media", "cannot be read as video"),
+        ("audio_only", "has no video stream"),
+        ("truncated_mp4", "damaged or truncated"),
+        ("unwritable", "cannot create output folder"),
+        ("same_as_input", "is the input"),
+        ("unknown_weights", "unknown weights 'nonesuch'"),
+        ("no_input", "no input given"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
+    clip = make_clip(tmp_path / "ok.mp4", moving_pattern(4, 20, 30))
+    args = {
+        "missing": [tmp_path / "nope.mp4"],
+        "empty_dir": [(tmp_path / "empty").mkdir() or tmp_path / "empty"],
+        "not_media": [(tmp_path / "t.mp4").write_text("hello" * 100) and tmp_path / "t.mp4"],
+        "audio_only": [_audio_only(tmp_path / "a.m4a")],
+        "truncated_mp4": [(tmp_path / "tr.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2]) and tmp_path / "tr.mp4"],
+        "unwritable": [clip, f"output={clip}/sub/out.mp4"],
+        "same_as_input": [clip, f"output={clip}"],
+        "unknown_weights": [clip, "weights=nonesuch"],
+        "no_input": [],
+    }[case]
+    if case not in ("unknown_weights", "no_input"):
+        args.append(f"weights={weights['framewise']}")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert clip.read_bytes()[:4] == make_clip(tmp_path / "x.mp4", moving_pattern(4, 20, 30)).read_bytes()[:4]
+
+
+def test_debug_shows_traceback(tmp_path):
+    env = dict(os.environ, V2V_DEBUG="1")
+    result = subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(tmp_path / "nope.mp4")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0 and "Traceback" in result.stderr
