@@ -59,19 +59,29 @@ class GANLoss(nn.Module):
             raise ValueError(f"unknown GAN loss {mode!r}; choose one of {GAN_MODES}")
         self.mode = mode
 
-    def _single(self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool) -> torch.Tensor:
+    def _single(
+        self, logits: torch.Tensor, target_is_real: bool, for_discriminator: bool
+    ) -> torch.Tensor:
         if self.mode == "vanilla":
             target = torch.full_like(logits, 1.0 if target_is_real else 0.0)
             return F.binary_cross_entropy_with_logits(logits, target)
         if self.mode == "lsgan":
             return torch.mean((logits - (1.0 if target_is_real else 0.0)) ** 2)
         if for_discriminator:
-            return torch.mean(F.relu(1.0 - logits)) if target_is_real else torch.mean(F.relu(1.0 + logits))
+            return (
+                torch.mean(F.relu(1.0 - logits))
+                if target_is_real
+                else torch.mean(F.relu(1.0 + logits))
+            )
         if not target_is_real:
-            raise ValueError("hinge loss for the generator is only defined with target_is_real=True")
+            raise ValueError(
+                "hinge loss for the generator is only defined with target_is_real=True"
+            )
         return -torch.mean(logits)
 
-    def forward(self, prediction: DOutput, target_is_real: bool, for_discriminator: bool = True) -> torch.Tensor:
+    def forward(
+        self, prediction: DOutput, target_is_real: bool, for_discriminator: bool = True
+    ) -> torch.Tensor:
         losses = [
             self._single(features[-1], target_is_real, for_discriminator)
             for features in _per_discriminator(prediction)
@@ -98,7 +108,10 @@ def feature_matching_loss(fake: DOutput, real: DOutput) -> torch.Tensor:
 
 
 def masked_l1_loss(
-    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    eps: float = 1e-8,
 ) -> torch.Tensor:
     """Mean absolute error over the masked elements.
 
@@ -110,7 +123,9 @@ def masked_l1_loss(
         ``sum(|p - t| * mask) / (sum(mask) * C / mask_channels)``; 0 if the mask is empty.
     """
     if prediction.shape != target.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+        raise ValueError(
+            f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ"
+        )
     error = (prediction - target).abs()
     if mask is None:
         return error.mean()
@@ -121,7 +136,10 @@ def masked_l1_loss(
 
 
 def warp_loss(
-    current: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor | None = None
+    current: torch.Tensor,
+    previous: torch.Tensor,
+    flow: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Temporal consistency on non-occluded pixels: ``|y[t] - warp(y[t-1], flow)|``, masked mean.
 
@@ -152,7 +170,9 @@ def flow_loss(
 def validity_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of a predicted validity map (B, 1, H, W) in (0, 1) against a 0/1 map."""
     if prediction.shape != target.shape:
-        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ")
+        raise ValueError(
+            f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ"
+        )
     return F.binary_cross_entropy(prediction.clamp(1e-6, 1 - 1e-6), target)
 
 
@@ -195,15 +215,18 @@ def load_vgg19_features(weights_path: str | os.PathLike | None) -> nn.Sequential
         raise UserError(f"VGG19 weights file not found: {weights_path}")
     from torchvision.models import vgg19  # torchvision is slow to import
 
-    features = vgg19(weights=None).features[: VGG_SLICE_ENDS[-1]]
+    with torch.device("meta"):  # no random init of 140 M parameters that are overwritten anyway
+        features = vgg19(weights=None).features[: VGG_SLICE_ENDS[-1]]
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     if any(k.startswith("features.") for k in state):
-        state = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        state = {
+            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+        }
     needed = features.state_dict().keys()
     missing = [k for k in needed if k not in state]
     if missing:
         raise UserError(f"{weights_path} is not a VGG19 state dict: missing {missing[:4]}...")
-    features.load_state_dict({k: state[k] for k in needed})
+    features.load_state_dict({k: state[k].float() for k in needed}, assign=True)
     return features
 
 
@@ -219,7 +242,9 @@ class VGGPerceptualLoss(nn.Module):
     """
 
     def __init__(
-        self, weights_path: str | os.PathLike | None, layer_weights: Sequence[float] = VGG_LAYER_WEIGHTS
+        self,
+        weights_path: str | os.PathLike | None,
+        layer_weights: Sequence[float] = VGG_LAYER_WEIGHTS,
     ) -> None:
         super().__init__()
         if len(layer_weights) != len(VGG_SLICE_ENDS):
@@ -230,10 +255,14 @@ class VGGPerceptualLoss(nn.Module):
         self.layer_weights = tuple(float(w) for w in layer_weights)
         self.requires_grad_(False)
         self.eval()
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False
+        )
 
-    def train(self, mode: bool = True) -> "VGGPerceptualLoss":
+    def train(self, mode: bool = True) -> VGGPerceptualLoss:
         return super().train(False)  # a fixed feature extractor
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
@@ -242,11 +271,18 @@ class VGGPerceptualLoss(nn.Module):
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if prediction.shape != target.shape or prediction.dim() != 4 or prediction.shape[1] != 3:
             raise ValueError(
-                f"expected two (B, 3, H, W) images, got {tuple(prediction.shape)} and {tuple(target.shape)}"
+                f"expected two (B, 3, H, W) images, got {tuple(prediction.shape)} and "
+                f"{tuple(target.shape)}"
             )
-        x, y = self._normalise(prediction), self._normalise(target)
+        with torch.no_grad():  # the target is a constant: no graph through its features
+            y = self._normalise(target)
+            target_features = []
+            for block in self.slices:
+                y = block(y)
+                target_features.append(y)
+        x = self._normalise(prediction)
         loss = prediction.new_zeros(())
-        for block, weight in zip(self.slices, self.layer_weights):
-            x, y = block(x), block(y)
-            loss = loss + weight * F.l1_loss(x, y.detach())
+        for block, weight, y in zip(self.slices, self.layer_weights, target_features):
+            x = block(x)
+            loss = loss + weight * F.l1_loss(x, y)
         return loss

@@ -15,9 +15,8 @@ with frames (B, C, H, W) in [-1, 1].
 
 from __future__ import annotations
 
-import threading
-
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -103,7 +102,7 @@ class LearnedFlow(nn.Module):
     ``levels`` stride-2 3x3 convs bring ``(x[t], x[t-1], x[t] - x[t-1])`` to 1/2**levels
     resolution, two more 3x3 convs refine, and a 3x3 head predicts flow (in coarse pixels) and a
     validity logit.  Both are upsampled bilinearly to full size; the flow is rescaled to full
-    resolution pixels.  About 0.2 M parameters at ``width=32``; no correlation volume, so it is
+    resolution pixels.  About 0.4 M parameters at ``width=32``; no correlation volume, so it is
     meant for the small motions of consecutive frames (tens of pixels at most).
 
     Trained with :func:`vid2vid_lite.losses.flow_loss` against DIS flow of the target frames
@@ -135,8 +134,10 @@ class LearnedFlow(nn.Module):
         nn.init.zeros_(self.head.bias)
         nn.init.constant_(self.head.bias[2:], 3.0)
 
-    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames (B, C, H, W) in [-1, 1] -> flow (B, 2, H, W) in pixels, validity (B, 1, H, W) in (0, 1)."""
+    def forward(
+        self, current: torch.Tensor, previous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames (B, C, H, W) in [-1, 1] -> flow (B, 2, H, W) in pixels, validity (B, 1, H, W)."""
         _check_pair(current, previous, self.in_channels)
         h, w = current.shape[-2:]
         coarse = self.head(self.encoder(torch.cat((current, previous, current - previous), dim=1)))
@@ -165,7 +166,8 @@ def load_raft(weights_path: str | os.PathLike | None, variant: str = "small") ->
         )
     if not os.path.isfile(weights_path):
         raise UserError(f"RAFT weights file not found: {weights_path}")
-    from torchvision.models.optical_flow import raft_large, raft_small  # torchvision is slow to import
+    # torchvision is slow to import: only when RAFT is asked for.
+    from torchvision.models.optical_flow import raft_large, raft_small
 
     model = (raft_small if variant == "small" else raft_large)(weights=None)
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
@@ -176,7 +178,9 @@ def load_raft(weights_path: str | os.PathLike | None, variant: str = "small") ->
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UserError(f"{weights_path} is not a torchvision RAFT-{variant} state dict: {err}") from err
+        raise UserError(
+            f"{weights_path} is not a torchvision RAFT-{variant} state dict: {err}"
+        ) from err
     return model
 
 
@@ -192,7 +196,7 @@ class RAFTFlow(nn.Module):
     Args:
         weights_path: local state-dict file (required; see :func:`load_raft`).
         variant: ``small`` (1 M parameters) or ``large`` (5.3 M).
-        num_flow_updates: RAFT's recurrent refinement steps (12 as in the paper's small model).
+        num_flow_updates: RAFT's recurrent refinement steps (torchvision's default 12).
         check: compute the occlusion test.
     """
 
@@ -210,21 +214,22 @@ class RAFTFlow(nn.Module):
         self.num_flow_updates = num_flow_updates
         self.check = check
 
-    def train(self, mode: bool = True) -> "RAFTFlow":
+    def train(self, mode: bool = True) -> RAFTFlow:
         super().train(mode)
         self.raft.eval()
         return self
 
     @torch.no_grad()
-    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB frames (B, 3, H, W) in [-1, 1] -> flow (B, 2, H, W) in pixels, validity (B, 1, H, W)."""
+    def forward(
+        self, current: torch.Tensor, previous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB frames (B, 3, H, W) in [-1, 1] -> flow (B, 2, H, W) pixels, validity (B, 1, H, W)."""
         _check_pair(current, previous, 3)
         h, w = current.shape[-2:]
         ph, pw = max(128, h + (-h) % 8) - h, max(128, w + (-w) % 8) - w
-        first, second = (current, previous) if not self.check else (
-            torch.cat((current, previous)),
-            torch.cat((previous, current)),
-        )
+        first, second = current, previous
+        if self.check:  # both directions in one batched call
+            first, second = torch.cat((current, previous)), torch.cat((previous, current))
         pad = lambda x: F.pad(x.float(), (0, pw, 0, ph), mode="replicate")  # noqa: E731
         flows = self.raft(pad(first), pad(second), num_flow_updates=self.num_flow_updates)[-1]
         flows = flows[..., :h, :w].to(current.dtype)

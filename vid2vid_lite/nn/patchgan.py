@@ -31,7 +31,8 @@ def _concat_condition(image: torch.Tensor, condition: torch.Tensor | None) -> to
         return image
     if condition.shape[0] != image.shape[0] or condition.shape[-2:] != image.shape[-2:]:
         raise ValueError(
-            f"condition {tuple(condition.shape)} and image {tuple(image.shape)} differ in batch or size"
+            f"condition {tuple(condition.shape)} and image {tuple(image.shape)} differ in batch "
+            "or size"
         )
     return torch.cat((condition, image), dim=1)
 
@@ -49,7 +50,9 @@ class NLayerDiscriminator(nn.Module):
         norm: ``instance`` (default), ``group`` or ``none``.
     """
 
-    def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance") -> None:
+    def __init__(
+        self, in_channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance"
+    ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
@@ -62,18 +65,26 @@ class NLayerDiscriminator(nn.Module):
             width = ndf * min(2**n, 8)
             stride = 2 if n < n_layers else 1  # the last feature layer keeps the resolution
             blocks.append(
-                nn.Sequential(nn.Conv2d(prev, width, 4, stride=stride, padding=1), make_norm(norm, width), lrelu())
+                nn.Sequential(
+                    nn.Conv2d(prev, width, 4, stride=stride, padding=1),
+                    make_norm(norm, width),
+                    lrelu(),
+                )
             )
             prev = width
         blocks.append(nn.Sequential(nn.Conv2d(prev, 1, 4, stride=1, padding=1)))
         self.blocks = nn.ModuleList(blocks)
         init_weights(self)
 
-    def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Features of ``cat(condition, image)``; the last entry is the patch logits (B, 1, h, w)."""
+    def forward(
+        self, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Features of ``cat(condition, image)``; the last one is the patch logits (B, 1, h, w)."""
         x = _concat_condition(image, condition)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected (B, {self.in_channels}, H, W) after conditioning, got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected (B, {self.in_channels}, H, W) after conditioning, got {tuple(x.shape)}"
+            )
         if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
                 f"PatchGAN input {x.shape[-2]}x{x.shape[-1]} is too small; it needs at least "
@@ -102,7 +113,12 @@ class MultiScaleDiscriminator(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, ndf: int = 64, n_layers: int = 3, num_D: int = 2, norm: str = "instance"
+        self,
+        in_channels: int,
+        ndf: int = 64,
+        n_layers: int = 3,
+        num_D: int = 2,
+        norm: str = "instance",
     ) -> None:
         super().__init__()
         if num_D < 1:
@@ -113,7 +129,9 @@ class MultiScaleDiscriminator(nn.Module):
         )
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
-    def forward(self, image: torch.Tensor, condition: torch.Tensor | None = None) -> list[list[torch.Tensor]]:
+    def forward(
+        self, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> list[list[torch.Tensor]]:
         x = _concat_condition(image, condition)
         outputs = []
         for scale, d in enumerate(self.discriminators):
@@ -122,7 +140,8 @@ class MultiScaleDiscriminator(nn.Module):
             if min(x.shape[-2:]) < d.min_size:
                 raise ValueError(
                     f"input too small for {len(self.discriminators)} scales: scale {scale} sees "
-                    f"{x.shape[-2]}x{x.shape[-1]}, a PatchGAN needs at least {d.min_size}x{d.min_size}"
+                    f"{x.shape[-2]}x{x.shape[-1]}, a PatchGAN needs at least "
+                    f"{d.min_size}x{d.min_size}"
                 )
             outputs.append(d(x))
         return outputs

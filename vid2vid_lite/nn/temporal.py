@@ -63,7 +63,10 @@ class InitReport:
     skipped: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"copied {len(self.copied)}, partially copied {len(self.partial)}, skipped {len(self.skipped)}"
+        return (
+            f"copied {len(self.copied)}, partially copied {len(self.partial)}, "
+            f"skipped {len(self.skipped)}"
+        )
 
 
 class TemporalGenerator(nn.Module):
@@ -74,7 +77,8 @@ class TemporalGenerator(nn.Module):
     model can initialise it (:meth:`init_from_framewise`).  Its input is the channel
     concatenation, in this order, of::
 
-        x[t] (C_in) | x[t-1] (C_in, if use_prev_input) | warped y[t-1] (3) | flow / flow_norm (2) | valid (1)
+        x[t] (C_in) | x[t-1] (C_in, if use_prev_input) | warped y[t-1] (3)
+            | flow / flow_norm (2) | valid (1)
 
     The mask head is ``ReLU -> 4x4 stride-2 transposed conv`` on the decoder's last feature map.
     Its bias starts at ``mask_bias`` (2.0: m ~ 0.88), so the untrained model mostly generates;
@@ -175,24 +179,33 @@ class TemporalGenerator(nn.Module):
                 raise ValueError("flow=raft needs RGB sources (in_channels=3)")
             self.flow_net = RAFTFlow(raft_weights, raft_variant, raft_iters)
 
-    def estimate_flow(self, x: torch.Tensor, x_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Backward flow t -> t-1 (B, 2, H, W) and validity (B, 1, H, W) from the internal source."""
+    def estimate_flow(
+        self, x: torch.Tensor, x_prev: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backward flow t -> t-1 (B, 2, H, W) and validity (B, 1, H, W) from ``flow_net``."""
         if self.flow_net is None:
             raise ValueError(
-                "flow=dis: pass flow (and valid) to forward, e.g. from DISFlow.backward_with_validity"
+                "flow=dis: pass flow (and valid) to forward, e.g. from "
+                "DISFlow.backward_with_validity"
             )
         return self.flow_net(x, x_prev)
 
-    def _reset_flags(self, reset: torch.Tensor | None, y_prev: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+    def _reset_flags(
+        self, reset: torch.Tensor | None, y_prev: torch.Tensor | None, batch: int, device
+    ) -> torch.Tensor:
         if y_prev is None:
             if reset is not None and not bool(torch.as_tensor(reset).all()):
-                raise ValueError("y_prev is None but reset says some batch elements continue a shot")
+                raise ValueError(
+                    "y_prev is None but reset says some batch elements continue a shot"
+                )
             return torch.ones(batch, dtype=torch.bool, device=device)
         if reset is None:
             return torch.zeros(batch, dtype=torch.bool, device=device)
         reset = torch.as_tensor(reset, device=device).reshape(-1).bool()
         if reset.numel() != batch:
-            raise ValueError(f"reset must have one flag per batch element ({batch}), got {reset.numel()}")
+            raise ValueError(
+                f"reset must have one flag per batch element ({batch}), got {reset.numel()}"
+            )
         return reset
 
     def forward(
@@ -226,7 +239,8 @@ class TemporalGenerator(nn.Module):
             if t is not None and tuple(t.shape) != (b, c, h, w):
                 raise ValueError(f"expected {name} of shape {(b, c, h, w)}, got {tuple(t.shape)}")
         reset = self._reset_flags(reset, y_prev, b, x.device)
-        keep = (~reset).to(x.dtype).view(b, 1, 1, 1)
+        cont = (~reset).view(b, 1, 1, 1)  # True where the element continues its shot
+        keep = cont.to(x.dtype)
 
         if bool(reset.all()):
             flow = x.new_zeros(b, 2, h, w)
@@ -242,17 +256,20 @@ class TemporalGenerator(nn.Module):
             if valid is None:
                 valid = torch.ones_like(flow[:, :1])
             elif tuple(valid.shape) != (b, 1, h, w):
-                raise ValueError(f"expected valid of shape {(b, 1, h, w)}, got {tuple(valid.shape)}")
+                raise ValueError(
+                    f"expected valid of shape {(b, 1, h, w)}, got {tuple(valid.shape)}"
+                )
             # Zero what a reset element must not see (its "previous" frame is another shot);
             # torch.where rather than a product so that garbage (even NaN) there cannot leak.
-            cont = keep.bool()
             flow = torch.where(cont, flow, 0.0)
             valid = torch.where(cont, valid, 0.0)
             warped = torch.where(cont, warp(y_prev, flow), 0.0)
 
         inputs = [x]
         if self.use_prev_input:
-            inputs.append(x.new_zeros(x.shape) if x_prev is None else torch.where(keep.bool(), x_prev, 0.0))
+            inputs.append(
+                x.new_zeros(x.shape) if x_prev is None else torch.where(cont, x_prev, 0.0)
+            )
         inputs += [warped, flow / self.flow_norm, valid]
         padded, pads = pad_to_multiple(torch.cat(inputs, dim=1), self.multiple, self.pad_mode)
         logits, features = self.body(padded, return_features=True)

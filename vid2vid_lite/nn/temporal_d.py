@@ -103,7 +103,9 @@ class TemporalPatchDiscriminator(nn.Module):
         channels = num_frames * (out_channels + in_channels) + (num_frames - 1) * out_channels
         self.net = NLayerDiscriminator(channels, ndf, n_layers, norm)
 
-    def forward(self, frames: torch.Tensor, sources: torch.Tensor, flows: torch.Tensor) -> list[torch.Tensor]:
+    def forward(
+        self, frames: torch.Tensor, sources: torch.Tensor, flows: torch.Tensor
+    ) -> list[torch.Tensor]:
         """Judge one window.
 
         Args:
@@ -123,7 +125,11 @@ class TemporalPatchDiscriminator(nn.Module):
             "flows": (flows, 2),
         }
         for name, (t, c) in expected.items():
-            if t.dim() != 5 or tuple(t.shape[:3]) != (b, self.num_frames, c) or t.shape[-2:] != size:
+            if (
+                t.dim() != 5
+                or tuple(t.shape[:3]) != (b, self.num_frames, c)
+                or t.shape[-2:] != size
+            ):
                 raise ValueError(
                     f"expected {name} of shape (B, {self.num_frames}, {c}, H, W) matching frames "
                     f"{tuple(frames.shape)}, got {tuple(t.shape)}"
@@ -164,7 +170,12 @@ class TemporalDiscriminator(nn.Module):
         self.strides = strides
         self.required_frames = (num_frames - 1) * max(strides) + 1
         self.discriminators = nn.ModuleList(
-            [TemporalPatchDiscriminator(in_channels, out_channels, num_frames, ndf, n_layers, norm) for _ in strides]
+            [
+                TemporalPatchDiscriminator(
+                    in_channels, out_channels, num_frames, ndf, n_layers, norm
+                )
+                for _ in strides
+            ]
         )
 
     def forward(
@@ -196,7 +207,10 @@ class TemporalDiscriminator(nn.Module):
             )
         t_len = frames.shape[1]
         if t_len < self.required_frames:
-            raise ValueError(f"strides {self.strides} with K={self.num_frames} need >= {self.required_frames} frames, got {t_len}")
+            raise ValueError(
+                f"strides {self.strides} with K={self.num_frames} need >= "
+                f"{self.required_frames} frames, got {t_len}"
+            )
         centre = t_len // 2 if centre is None else centre
         outputs = []
         for stride, d in zip(self.strides, self.discriminators):

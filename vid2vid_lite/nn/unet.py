@@ -142,7 +142,12 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, ngf: int = 64, depth: int = 7, norm: str = "instance"
+        self,
+        in_channels: int,
+        out_channels: int,
+        ngf: int = 64,
+        depth: int = 7,
+        norm: str = "instance",
     ) -> None:
         super().__init__()
         if depth < 2:
@@ -162,7 +167,11 @@ class UNet(nn.Module):
         )
         # up[i] undoes down[i]; all but the innermost see the skip concatenation (2x channels).
         self.up = nn.ModuleList(
-            [nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(2 * ch[0], out_channels, 4, stride=2, padding=1))]
+            [
+                nn.Sequential(
+                    nn.ReLU(), nn.ConvTranspose2d(2 * ch[0], out_channels, 4, stride=2, padding=1)
+                )
+            ]
             + [_up(2 * ch[i], ch[i - 1], norm) for i in range(1, depth - 1)]
             + [_up(ch[depth - 1], ch[depth - 2], norm)]
         )
@@ -182,7 +191,9 @@ class UNet(nn.Module):
         """
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:
-            raise ValueError(f"UNet input {h}x{w} is not a multiple of {self.multiple}; pad it first")
+            raise ValueError(
+                f"UNet input {h}x{w} is not a multiple of {self.multiple}; pad it first"
+            )
         skips = []
         for down in self.down:
             x = down(x)
@@ -196,7 +207,7 @@ class UNet(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    """Frame-wise pix2pix generator for any size: (B, C_in, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1].
+    """Frame-wise pix2pix generator, any size: (B, C_in, H, W) -> (B, 3, H, W), both in [-1, 1].
 
     Default ``depth=7`` (pad multiple 128) rather than pix2pix's 8: the receptive field still
     covers the image at the sizes we train on (256-384 px), and padding to 128 rather than 256
