@@ -300,8 +300,8 @@ def main(cfg: DictConfig) -> None:
     result = evaluate(
         cfg.output,
         cfg.reference,
-        baseline=cfg.get("baseline"),
-        input=cfg.get("input"),
+        baseline=cfg.get("baseline") or None,  # `baseline=` (empty) means none
+        input=cfg.get("input") or None,
         dis_preset=cfg.dis_preset,
         vmaf=cfg.vmaf,
         progress=cfg.progress,
