@@ -53,6 +53,24 @@ def resolve_output(cfg: DictConfig, info: VideoInfo) -> Path:
     return output
 
 
+def side_by_side_path(output: Path) -> Path:
+    """``clip_v2v.mp4`` -> ``clip_v2v_sbs.mp4``; ``frames_v2v`` -> ``frames_v2v_sbs``."""
+    return output.with_name(f"{output.stem}_sbs{output.suffix}" if is_video_path(output) else f"{output.name}_sbs")
+
+
+def pick_batch(value, device) -> int:
+    """``auto``: 1 on the CPU (two cores gain nothing from batching), 8 on CUDA."""
+    if str(value) == "auto":
+        return 8 if device.type == "cuda" else 1
+    try:
+        batch = int(value)
+    except ValueError:
+        batch = 0
+    if batch < 1:
+        raise UserError(f"batch={value} is not a positive whole number (or auto)")
+    return batch
+
+
 def translate(cfg: DictConfig) -> Path:
     """Do the work of one ``run`` invocation; returns the output path."""
     if not cfg.input:
@@ -65,32 +83,40 @@ def translate(cfg: DictConfig) -> Path:
     device = pick_device(cfg.device)
     model, config = load_generator(str(cfg.weights), device)
     task = get_task(config.get("task", "restore"))
-    batch = 1 if str(cfg.batch) == "auto" and device.type == "cpu" else (8 if str(cfg.batch) == "auto" else int(cfg.batch))
     translator = Translator(
-        model, task, device, batch=batch, precision=cfg.precision, scene_cut=cfg.scene_cut,
-        resize=cfg.resize, flow_preset=cfg.flow_preset,
+        model, task, device, batch=pick_batch(cfg.batch, device), warmup=cfg.warmup,
+        precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
+        flow_preset=cfg.flow_preset, compile=cfg.compile,
     )
     with open_source(Path(str(cfg.input)).expanduser()) as source:
         info = source.info
         output = resolve_output(cfg, info)
-        sink = open_sink(
-            output, like=info, width=info.width * task.scale, height=info.height * task.scale,
-            fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
-        )
+        size = dict(width=info.width * task.scale, height=info.height * task.scale)
+        options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset)
+        sinks = [open_sink(output, like=info, **size, **options)]
+        if cfg.side_by_side:
+            sbs = side_by_side_path(output)
+            sinks.append(open_sink(sbs, like=info, width=2 * size["width"], height=size["height"], **options))
         try:
-            stats = translator.translate(source, sink, total=info.num_frames, progress=cfg.progress)
+            stats = translator.translate(source, *sinks, progress=cfg.progress)
         except UserError:
             if cfg.on_error != "keep" or source.damage is None:
-                sink.abort()
+                for sink in sinks:
+                    sink.abort()
                 raise
-            sink.close()
-            print(f"warning: {source.damage}; kept the {sink.frames_written} frames before it", file=sys.stderr)
+            for sink in sinks:
+                sink.close()
+            print(f"warning: {source.damage}; kept the {sinks[0].frames_written} frames before it", file=sys.stderr)
             return output
         except BaseException:
-            sink.abort()
+            for sink in sinks:
+                sink.abort()
             raise
-        sink.close()
+        for sink in sinks:
+            sink.close()
     print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps) -> {output}")
+    if cfg.side_by_side:
+        print(f"side by side -> {side_by_side_path(output)}")
     return output
 
 

@@ -1,23 +1,31 @@
-"""Translate a stream of frames with a generator: the inference engine behind ``run``.
+"""Translate a video with a generator: the inference engine behind ``run``.
 
-Pipeline (each stage overlaps the next):
-    source (decode thread) -> model input per task -> flow (DIS worker threads, temporal
-    models fed by DIS) -> generator on the device -> uint8 frames -> encoder thread (sink).
+Pipeline (the stages overlap; the queues between them are bounded):
 
-Frame-wise models batch ``batch`` consecutive frames.  Temporal models run frame after frame,
-feeding back their previous output warped by the flow; the recurrent state resets at scene
-cuts (``scene_cut``).
+    decode thread -> model input per task -> flow (DIS worker threads, for temporal models fed
+    by DIS) -> generator on the device -> uint8 frames -> encode thread (sink) -> rename
+
+Frame-wise models batch ``batch`` consecutive frames.  A temporal model feeds back its own
+previous output, so consecutive frames cannot share a batch; instead the video is cut into
+``batch`` segments processed side by side as one batch.  Each segment after the first starts
+``warmup`` frames early; those frames only warm the recurrent state up and are thrown away, so
+no seam shows.  The first segment is encoded straight into the output; the others go to
+lossless FFV1 files beside it (bounded memory) and are appended in order at the end.  The
+recurrent state also resets at scene cuts (``scene_cut``).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,8 +33,9 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.tasks import Task
-from ..io import Frame, Sink
-from ..io.base import BackgroundWriter
+from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
+from ..io.base import BackgroundWriter, temporary_sibling
+from ..io.video import VideoSink
 from ..nn.flow import DISFlow
 from ..scene import SceneCutDetector
 
@@ -53,42 +62,119 @@ def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
-@dataclass
-class TranslateStats:
-    frames: int
-    seconds: float
-    cuts: int
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else float("inf")
-
-
 def autocast_for(device: torch.device, precision: str):
-    """The autocast context for ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``:
-    bf16 on CUDA where supported, fp16 on older CUDA, fp32 on the CPU)."""
+    """The autocast context for ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 on
+    CUDA where supported, else fp16; fp32 on the CPU)."""
     if precision == "auto":
         if device.type != "cuda":
             return nullcontext()
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp32":
         return nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device.type, dtype=dtype)
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames ``[start, end)`` of the video, read from ``read_from`` (``start - warmup``)."""
+
+    read_from: int
+    start: int
+    end: int
+
+
+def plan_segments(num_frames: int, batch: int, warmup: int) -> list[Segment]:
+    """Cut ``num_frames`` into at most ``batch`` equal segments, each (but the first) warmed up
+    by ``warmup`` frames.  Segments shorter than twice the warm-up are not worth it: fewer
+    segments are used then."""
+    count = max(1, min(batch, num_frames // max(1, 2 * warmup)))
+    bounds = [round(i * num_frames / count) for i in range(count + 1)]
+    return [
+        Segment(read_from=max(0, start - warmup) if i else 0, start=start, end=end)
+        for i, (start, end) in enumerate(zip(bounds, bounds[1:]))
+    ]
+
+
+@dataclass
+class TranslateStats:
+    frames: int = 0
+    seconds: float = 0.0
+    cuts: int = 0
+    segments: int = 1
+    batch: int = 1
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class _Step:
+    """One frame on its way through a temporal segment."""
+
+    frame: Frame
+    inp: np.ndarray
+    cut: bool
+    flow: object = None  # Future of (flow, valid) or None
+    keep: bool = True
+
+
+@dataclass
+class _Outputs:
+    """Where translated frames go: the output (and side-by-side) writers, plus one lossless
+    temporary file per later segment, appended in order by :meth:`finish`."""
+
+    main: BackgroundWriter
+    side: BackgroundWriter | None
+    parts: list[tuple[Path, VideoSink, BackgroundWriter, list]] = field(default_factory=list)
+
+    def put(self, segment: int, frame: Frame, source: np.ndarray, image: np.ndarray) -> None:
+        if segment == 0:
+            self.main.put(image, frame.pts)
+            if self.side is not None:
+                self.side.put(np.concatenate([source, image], axis=1), frame.pts)
+            return
+        path, sink, writer, pts = self.parts[segment - 1]
+        writer.put(np.concatenate([source, image], axis=1), None)
+        pts.append(frame.pts)
+
+    def finish(self) -> None:
+        for path, sink, writer, pts in self.parts:
+            writer.finish()
+            sink.close()
+            with open_source(path) as part:
+                for frame, stamp in zip(part, pts):
+                    source, image = np.split(frame.image, 2, axis=1)
+                    self.main.put(np.ascontiguousarray(image), stamp)
+                    if self.side is not None:
+                        self.side.put(frame.image, stamp)
+            path.unlink()
+        self.main.finish()
+        if self.side is not None:
+            self.side.finish()
+
+    def discard(self) -> None:
+        for path, sink, _, _ in self.parts:
+            sink.abort()
+            path.unlink(missing_ok=True)
 
 
 class Translator:
-    """Run a generator over frames.
+    """Run a generator over a video.
 
     Args:
-        model: a generator from :func:`vid2vid_lite.nn.build_generator` (eval mode).
+        model: a generator from :func:`vid2vid_lite.nn.build_generator`.
         task: how a frame becomes the model's input.
         device: where the model runs.
-        batch: frames per forward pass for frame-wise models.
+        batch: frames per forward pass (frame-wise) or segments side by side (temporal).
+        warmup: frames each temporal segment after the first starts early.
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         scene_cut: reset a temporal model's state at detected cuts.
-        resize: process with this short side, then scale back (None: native size).
-        flow_preset: DIS preset for temporal models fed by DIS.
+        resize: process at this short side, then scale back (None: native size).
+        flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
+        compile: wrap the model in ``torch.compile``.
     """
 
     def __init__(
@@ -97,121 +183,182 @@ class Translator:
         task: Task,
         device: torch.device,
         batch: int = 1,
+        warmup: int = 8,
         precision: str = "auto",
         scene_cut: bool = True,
         resize: int | None = None,
-        flow_preset: str = "fast",
+        flow_preset: str | None = None,
         flow_workers: int = 2,
+        compile: bool = False,
     ) -> None:
-        self.model = model.eval().to(device)
+        model = model.eval().to(device)
         if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
+        self.flow_source = getattr(model, "flow_source", "none")
+        self.model = torch.compile(model) if compile else model
         self.task = task
         self.device = device
         self.batch = max(1, int(batch))
+        self.warmup = max(0, int(warmup))
         self.precision = precision
         self.scene_cut = scene_cut
         self.resize = resize
-        self.temporal = getattr(model, "flow_source", "none") != "none"
-        self.needs_flow = getattr(model, "flow_source", "none") == "dis"
-        self.flow = DISFlow(flow_preset)
+        preset = flow_preset or getattr(model, "config", {}).get("dis_preset", "fast")
+        self.flow = DISFlow(preset)
         self.flow_workers = flow_workers
 
-    # -- the generator on one batch ------------------------------------------------------
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def temporal(self) -> bool:
+        return self.flow_source != "none"
+
+    # -- one forward pass ----------------------------------------------------------------
+    def _run_model(self, inputs: list[np.ndarray], **temporal) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Generator on a batch of model inputs at the processing size; returns ``(output at
+        the input size, model input tensor at the processing size)``."""
+        x = to_tensor(inputs, self.device)
+        size = x.shape[-2:]
         if self.resize:
             x = resize_short_side(x, self.resize)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _finish(self, y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        with torch.inference_mode(), autocast_for(self.device, self.precision):
+            result = self.model(x, **temporal) if self.temporal else self.model(x)
+        y = (result.out if self.temporal else result).float()
         if y.shape[-2:] != size:
-            y = F.interpolate(y.float(), size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
-        return y
+            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
+        return y, x
+
+    def _source_view(self, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
+        """The input frame at the output's size (for side-by-side views)."""
+        image = frame.image
+        if image.shape[:2] != shape:
+            image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+        return image
 
     # -- frame-wise ----------------------------------------------------------------------
-    def _framewise(self, frames: Iterator[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
-        pending: list[Frame] = []
-
-        def flush():
-            inputs = [self.task.model_input(f.image) for f in pending]
-            x = to_tensor(inputs, self.device)
-            size = x.shape[-2:]
-            with torch.inference_mode(), autocast_for(self.device, self.precision):
-                y = self.model(self._prepare(x))
-            out = to_uint8(self._finish(y, size))
-            yield from zip(pending, out)
-            pending.clear()
-
-        for frame in frames:
-            pending.append(frame)
-            if len(pending) == self.batch:
-                yield from flush()
-        if pending:
-            yield from flush()
+    def _framewise(self, source: Source) -> Iterator[tuple[int, Frame, np.ndarray]]:
+        frames = iter(source)
+        while batch := list(itertools.islice(frames, self.batch)):
+            y, _ = self._run_model([self.task.model_input(f.image) for f in batch])
+            for frame, image in zip(batch, to_uint8(y)):
+                yield 0, frame, image
 
     # -- temporal ------------------------------------------------------------------------
-    def _with_flow(self, frames: Iterator[Frame], pool: ThreadPoolExecutor) -> Iterator[tuple]:
-        """``(frame, model input, is_cut, flow future | None)``, flows computed ahead in a pool."""
+    def _steps(self, frames: Iterator[Frame], segment: Segment, pool: ThreadPoolExecutor) -> Iterator[_Step]:
+        """A segment's frames with cut flags and their flows, computed ahead in ``pool``."""
         detector = SceneCutDetector()
-        ahead: deque = deque()
+        ahead: deque[_Step] = deque()
         previous = None
-        for frame in frames:
+        for frame in itertools.islice(frames, segment.end - segment.read_from):
             inp = self.task.model_input(frame.image)
             cut = detector.is_cut(frame.image) if self.scene_cut else previous is None
-            future: Future | None = None
-            if self.needs_flow and not cut:
-                future = pool.submit(self._dis, inp, previous)
-            ahead.append((frame, inp, cut, future))
+            if cut and frame.index >= segment.start and frame.index > segment.read_from:
+                self.stats.cuts += 1  # a cut inside the video, not a reader's first frame
+            flow = None
+            if self.flow_source == "dis" and not cut:
+                flow = pool.submit(self._dis, inp, previous)
+            ahead.append(_Step(frame, inp, cut, flow, keep=frame.index >= segment.start))
             previous = inp
             if len(ahead) > 2 * self.flow_workers:
                 yield ahead.popleft()
         yield from ahead
 
     def _dis(self, current: np.ndarray, previous: np.ndarray):
-        if self.resize:  # flow at the processing size
-            current, previous = (
-                to_uint8(resize_short_side(to_tensor([im], torch.device("cpu")), self.resize))[0]
-                for im in (current, previous)
-            )
+        if self.resize:  # the flow must match the processing size
+            cpu = torch.device("cpu")
+            current, previous = (to_uint8(resize_short_side(to_tensor([im], cpu), self.resize))[0] for im in (current, previous))
         return self.flow.backward_with_validity(current, previous)
 
-    def _temporal(self, frames: Iterator[Frame]) -> Iterator[tuple[Frame, np.ndarray]]:
-        y_prev = x_prev = None
-        with ThreadPoolExecutor(self.flow_workers, thread_name_prefix="v2v-flow") as pool:
-            for frame, inp, cut, future in self._with_flow(frames, pool):
-                if cut:
-                    self.cuts += 1
-                x = to_tensor([inp], self.device)
-                size = x.shape[-2:]
-                x = self._prepare(x)
-                flow = valid = None
-                if future is not None:
-                    flow, valid = (t.to(self.device) for t in future.result())
-                reset = torch.tensor([cut], device=self.device)
-                with torch.inference_mode(), autocast_for(self.device, self.precision):
-                    result = self.model(
-                        x, x_prev=x_prev, y_prev=None if cut else y_prev, flow=flow, valid=valid, reset=reset
-                    )
-                y_prev, x_prev = result.out.float(), x
-                yield frame, to_uint8(self._finish(result.out, size))[0]
+    def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
+        """Step every segment at once: one batch row per segment still running."""
+        state: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # segment -> (x, y) at t-1
+        active = list(range(len(streams)))
+        while active:
+            steps = {b: next(streams[b], None) for b in active}
+            active = [b for b in active if steps[b] is not None]
+            if not active:
+                return
+            rows = [steps[b] for b in active]
+            reset = [s.cut or b not in state for b, s in zip(active, rows)]
+            temporal = {"reset": torch.tensor(reset, device=self.device)}
+            if not all(reset):
+                # Rows that start a shot get zeros: the model ignores their past (reset).
+                blank_x, blank_y = (torch.zeros_like(t) for t in next(iter(state.values())))
+                temporal["x_prev"] = torch.cat([state[b][0] if b in state else blank_x for b in active])
+                temporal["y_prev"] = torch.cat([state[b][1] if b in state else blank_y for b in active])
+                if self.flow_source == "dis":
+                    temporal["flow"], temporal["valid"] = self._gather_flows(rows, reset, blank_y.shape[-2:])
+            y, x = self._run_model([s.inp for s in rows], **temporal)
+            y_model = self._model_size(y, x)
+            for i, b in enumerate(active):
+                state[b] = (x[i : i + 1], y_model[i : i + 1])
+            for i, (b, step) in enumerate(zip(active, rows)):
+                if step.keep:
+                    yield b, step.frame, to_uint8(y[i : i + 1])[0]
 
-    # -- the whole stream ----------------------------------------------------------------
+    def _gather_flows(self, rows: list[_Step], reset: list[bool], size) -> tuple[torch.Tensor, torch.Tensor]:
+        """The DIS flows and validity maps of a batch; zeros for rows that start a shot."""
+        flows, valids = [], []
+        for step, r in zip(rows, reset):
+            flow, valid = step.flow.result() if not r else (torch.zeros(1, 2, *size), torch.zeros(1, 1, *size))
+            flows.append(flow)
+            valids.append(valid)
+        return torch.cat(flows).to(self.device), torch.cat(valids).to(self.device)
+
+    def _model_size(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output at the processing size, as the recurrence needs it."""
+        if y.shape[-2:] != x.shape[-2:]:
+            y = F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
+        return y
+
+    # -- the whole video -----------------------------------------------------------------
     def translate(
-        self, frames: Iterable[Frame], sink: Sink, total: int | None = None, progress: bool = True
+        self,
+        source: Source,
+        sink,
+        side_by_side=None,
+        progress: bool = True,
     ) -> TranslateStats:
-        """Translate every frame into ``sink`` (keeping each frame's timestamp)."""
-        self.cuts = 0
-        writer = BackgroundWriter(sink.write)
+        """Translate every frame of ``source`` into ``sink`` (each keeps its timestamp); with
+        ``side_by_side``, also write input | output there."""
+        info: VideoInfo = source.info
+        self.stats = TranslateStats()
         start = time.perf_counter()
-        count = 0
-        steps = self._temporal(iter(frames)) if self.temporal else self._framewise(iter(frames))
-        with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-            for frame, image in steps:
-                writer.put(image, frame.pts)
-                count += 1
-                bar.update(1)
-            writer.finish()
-        return TranslateStats(frames=count, seconds=time.perf_counter() - start, cuts=self.cuts)
-
+        outputs = _Outputs(BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
+        total = info.num_frames
+        with ExitStack() as stack:
+            if not self.temporal:
+                self.stats.batch = self.batch
+                steps = self._framewise(source)
+            else:
+                timestamps = frame_timestamps(info.path) if self.batch > 1 else None
+                if timestamps is not None:
+                    total = len(timestamps)
+                segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, 1 << 62)]
+                self.stats.segments = self.stats.batch = len(segments)
+                pool = stack.enter_context(ThreadPoolExecutor(self.flow_workers, thread_name_prefix="v2v-flow"))
+                streams = []
+                for i, segment in enumerate(segments):
+                    frames = source if i == 0 else stack.enter_context(
+                        open_source(info.path, start=segment.read_from, timestamps=timestamps)
+                    )
+                    streams.append(self._steps(iter(frames), segment, pool))
+                    if i:
+                        path = temporary_sibling(Path(sink.path).with_suffix(".mkv"))
+                        path.unlink()
+                        part = VideoSink(path, width=2 * info.width * self.task.scale, height=info.height * self.task.scale,
+                                         codec="ffv1", pix_fmt="bgr0", fps=info.fps)
+                        outputs.parts.append((path, part, BackgroundWriter(part.write), []))
+                steps = self._temporal(streams)
+            try:
+                with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
+                    for segment, frame, image in steps:
+                        outputs.put(segment, frame, self._source_view(frame, image.shape[:2]), image)
+                        self.stats.frames += 1
+                        bar.update(1)
+                    outputs.finish()
+            except BaseException:
+                outputs.discard()
+                raise
+        self.stats.seconds = time.perf_counter() - start
+        return self.stats

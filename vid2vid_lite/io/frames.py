@@ -68,9 +68,11 @@ def _image_size(path: Path) -> tuple[int, int]:
 class FolderSource:
     """Stream the images of a folder as frames (decoded in a background thread)."""
 
-    def __init__(self, path: str | Path, queue_size: int = 8) -> None:
+    def __init__(self, path: str | Path, queue_size: int = 8, start: int = 0) -> None:
+        """``start`` skips to that frame."""
         self.path = Path(path)
         self.damage: str | None = None
+        self.start = start
         if not self.path.is_dir():
             raise UserError(f"input not found: {self.path}")
         self.files = list_images(self.path)
@@ -93,7 +95,7 @@ class FolderSource:
         self._prefetch = Prefetcher(self._frames, maxsize=queue_size, name="v2v-read-frames")
 
     def _frames(self) -> Iterator[Frame]:
-        for index, file in enumerate(self.files):
+        for index, file in enumerate(self.files[self.start :], start=self.start):
             yield Frame(image=read_image(file), index=index)
 
     def __iter__(self) -> Iterator[Frame]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import UserError
 from .base import VideoInfo
 from .frames import FolderSink, FolderSource
-from .video import VIDEO_SUFFIXES, VideoSink, VideoSource
+from .video import VIDEO_SUFFIXES, VideoSink, VideoSource, presentation_timestamps
 
 Source = VideoSource | FolderSource
 Sink = VideoSink | FolderSink
@@ -22,14 +22,23 @@ def is_video_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def open_source(path: str | Path, queue_size: int = 8) -> Source:
-    """Open a video file or a frame folder for streaming; raises :class:`UserError` on bad input."""
+def open_source(
+    path: str | Path, queue_size: int = 8, start: int = 0, timestamps: list[int] | None = None
+) -> Source:
+    """Open a video file or a frame folder for streaming from frame ``start``; raises
+    :class:`UserError` on bad input.  ``timestamps`` (:func:`frame_timestamps`) saves a video
+    reader the scan it needs to seek."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"input not found: {path}")
     if path.is_dir():
-        return FolderSource(path, queue_size=queue_size)
-    return VideoSource(path, queue_size=queue_size)
+        return FolderSource(path, queue_size=queue_size, start=start)
+    return VideoSource(path, queue_size=queue_size, start=start, timestamps=timestamps)
+
+
+def frame_timestamps(path: str | Path) -> list[int] | None:
+    """Every frame's presentation timestamp of a video (None for a frame folder)."""
+    return None if Path(path).is_dir() else presentation_timestamps(path)
 
 
 def check_writable(path: Path) -> None:

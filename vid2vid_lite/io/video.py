@@ -58,7 +58,11 @@ class VideoSource:
             is raised; ``damage`` holds the message afterwards.
     """
 
-    def __init__(self, path: str | Path, queue_size: int = 8) -> None:
+    def __init__(
+        self, path: str | Path, queue_size: int = 8, start: int = 0, timestamps: list[int] | None = None
+    ) -> None:
+        """``start`` skips to that frame (by seeking to the key frame before it); the frame
+        order comes from ``timestamps`` (:func:`presentation_timestamps`), computed if None."""
         self.path = Path(path)
         self.damage: str | None = None
         try:
@@ -100,9 +104,25 @@ class VideoSource:
             rotation=rotation,
             has_audio=bool(container.streams.audio),
         )
+        index = 0
+        if start > 0:
+            first, frames, index = self._seek(start, timestamps)
         self._prefetch = Prefetcher(
-            lambda: self._frames(first, frames), maxsize=queue_size, name="v2v-decode"
+            lambda: self._frames(first, frames, index), maxsize=queue_size, name="v2v-decode"
         )
+
+    def _seek(self, start: int, timestamps: list[int] | None):
+        """Position the decoder on frame ``start``: ``(that frame, the rest, start)``."""
+        timestamps = timestamps if timestamps is not None else presentation_timestamps(self.path)
+        if start >= len(timestamps):
+            raise ValueError(f"{self.path} has {len(timestamps)} frames; cannot start at {start}")
+        target = timestamps[start]
+        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        frames = self._decode()
+        for frame in frames:
+            if frame.pts is not None and frame.pts >= target:
+                return frame, frames, start
+        raise UserError(f"{self.path} is damaged: frame {start} cannot be decoded")
 
     @staticmethod
     def _declared_end(container, stream) -> float | None:
@@ -122,8 +142,7 @@ class VideoSource:
         """Decoded frames; demux/decode errors surface as exceptions of PyAV."""
         return self._container.decode(self._stream)
 
-    def _frames(self, first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[Frame]:
-        index = 0
+    def _frames(self, first: av.VideoFrame, rest: Iterator[av.VideoFrame], index: int = 0) -> Iterator[Frame]:
         frame = first
         tb = self._stream.time_base
         last_time = None
@@ -168,6 +187,21 @@ class VideoSource:
         self.close()
 
 
+def presentation_timestamps(path: str | Path) -> list[int]:
+    """The presentation timestamps of every video frame, in display order, from the packets
+    alone (no decoding): a fast first pass that gives the frame count and allows seeking."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = []
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    pts.append(packet.pts)
+        except av.FFmpegError:
+            pass  # damaged: the decoder reports it when it gets there
+    return sorted(pts)
+
+
 class VideoSink:
     """Write RGB frames to a video file, with the timing and audio of a source.
 
@@ -181,6 +215,8 @@ class VideoSink:
         crf: constant rate factor; 17 is visually lossless for x264 (the default, 23, costs
             0.1-0.25 dB on unchanged frames and would eat the model's gains).
         preset: the x264 speed preset.
+        pix_fmt, codec: override the defaults (yuv420p/yuv444p; libx264, or VP9 for WebM),
+            e.g. ``codec="ffv1", pix_fmt="bgr0"`` for a lossless RGB intermediate.
     """
 
     def __init__(
@@ -194,6 +230,7 @@ class VideoSink:
         crf: int = 17,
         preset: str = "medium",
         pix_fmt: str | None = None,
+        codec: str | None = None,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -206,14 +243,14 @@ class VideoSink:
         self._frame_step = 1 / (rate * self._time_base)  # pts ticks per frame, for frames without pts
         self._next_pts = 0
         self._last_pts: int | None = None
-        stream = self._container.add_stream(_VIDEO_CODEC.get(suffix, "libx264"), rate=rate)
+        stream = self._container.add_stream(codec or _VIDEO_CODEC.get(suffix, "libx264"), rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
         stream.time_base = self._time_base
         stream.codec_context.time_base = self._time_base
         if stream.codec_context.name == "libx264":
             stream.options = {"crf": str(crf), "preset": preset}
-        else:  # libvpx-vp9: constant quality mode needs b:v 0
+        elif stream.codec_context.name == "libvpx-vp9":  # constant quality mode needs b:v 0
             stream.options = {"crf": str(crf + 14), "b:v": "0", "row-mt": "1"}
         self._video = stream
         self._audio = _AudioCopier(audio_from, self._container, suffix) if audio_from else None
