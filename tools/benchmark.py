@@ -1,0 +1,187 @@
+"""Inference speed and memory of vid2vid_lite on this machine.
+
+    python tools/benchmark.py [--sizes 256x256 640x360] [--repeats 3] [--out docs/bench.json]
+
+For each model (the bundled frame-wise and temporal ones, or untrained models of the same
+architecture when no bundled weights exist — the speed does not depend on the weights) and each
+size it measures:
+
+- model-only fps: the generator alone on tensors already in memory (for the temporal model the
+  flow is given, so this is the network's cost);
+- end-to-end fps of ``python -m vid2vid_lite.run`` on a 10 s clip (decode + task input + flow +
+  model + encode), as the command reports it;
+- peak RSS of that command for a 10 s and a 60 s clip (os.wait4 of the child process).
+
+Each number is the median of ``--repeats`` runs; ratios compare numbers from the same run of
+this script (the machine is noisy).  With ``--cuda`` it instead measures fps on the GPU at
+512x512 and 1024x512 for batch 1, 4 and 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vid2vid_lite.checkpoint import bundled_names, load_generator, save_generator
+from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
+from vid2vid_lite.io import write_video
+from vid2vid_lite.nn import build_generator
+
+#: The architecture of the bundled models (see docs/MODEL_CARD.md).
+BUNDLED_ARCH = {"ngf": 16, "depth": 5, "residual": True}
+
+
+def models(folder: Path) -> dict[str, Path]:
+    """Checkpoints to measure: the bundled ones, else untrained stand-ins of that architecture."""
+    out = {}
+    for kind, bundled in (("framewise", "restore-framewise"), ("temporal", "restore")):
+        if bundled in bundled_names():
+            out[kind] = Path(bundled)
+            continue
+        model = build_generator({"name": kind, **BUNDLED_ARCH})
+        out[kind] = save_generator(folder / f"{kind}.safetensors", model, {"generator": model.config, "task": "restore"})
+    return out
+
+
+def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25) -> Path:
+    """A camera pan over a real photo (scikit-image's astronaut), 1 px a frame, going back and
+    forth every 10 s, so that flow and codecs see real texture and motion."""
+    import cv2
+
+    period = 10 * fps
+    photo = load_photo("astronaut")
+    scale = max((width + period + 8) / photo.shape[1], (height + 8) / photo.shape[0], 1.0)
+    photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    pan = camera_pan(photo, period, (height, width), velocity=(1.0, 0.0)).frames
+
+    def frames():
+        for i in range(int(seconds * fps)):
+            lap, t = divmod(i, period)
+            yield pan[t if lap % 2 == 0 else period - 1 - t]
+
+    return write_video(path, frames(), fps=fps, crf=18)
+
+
+def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, device: str = "cpu", batch: int = 1) -> float:
+    model, _ = load_generator(weights, device)
+    x = torch.rand(batch, model.config.get("in_channels", 3), height, width, device=device) * 2 - 1
+    kw = {}
+    if model.flow_source != "none":
+        kw = dict(x_prev=x, y_prev=x, flow=torch.zeros(batch, 2, height, width, device=device),
+                  valid=torch.ones(batch, 1, height, width, device=device), reset=torch.zeros(batch, dtype=torch.bool, device=device))
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x, **kw)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(frames):
+            model(x, **kw)
+        if device != "cpu":
+            torch.cuda.synchronize()
+    return frames * batch / (time.perf_counter() - start)
+
+
+# Runs `run` and prints the process's own peak RSS (VmHWM) at exit.  getrusage/wait4 would
+# also count the pages inherited from this (large) benchmark process before exec.
+_RUN_AND_REPORT_PEAK = """
+import atexit, re, runpy, sys
+def peak():
+    status = open("/proc/self/status").read()
+    print("VmHWM_kB", re.search(r"VmHWM:\\s+(\\d+)", status).group(1), file=sys.stderr)
+atexit.register(peak)
+sys.argv = ["vid2vid_lite.run", *sys.argv[1:]]
+from vid2vid_lite.run import cli
+cli()
+"""
+
+
+def run_command(clip: Path, weights: Path, out: Path) -> tuple[float, float]:
+    """``(end-to-end fps as `run` reports it, peak RSS in MiB)`` of one run."""
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_REPORT_PEAK, str(clip), f"weights={weights}", f"output={out}",
+         "progress=false", "device=cpu"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"run failed: {result.stderr}")
+    fps = float(re.search(r"\(([\d.]+) fps\)", result.stdout).group(1))
+    peak = int(re.search(r"VmHWM_kB (\d+)", result.stderr).group(1))
+    return fps, peak / 1024
+
+
+def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = models(tmp)
+        for width, height in sizes:
+            clips = {s: make_clip(tmp / f"clip_{width}x{height}_{s}s.mp4", width, height, s) for s in (10, 60)}
+            for kind, w in weights.items():
+                key = f"{kind} {width}x{height}"
+                model = [model_only_fps(w, width, height) for _ in range(repeats)]
+                e2e, rss10 = zip(*(run_command(clips[10], w, tmp / "out.mp4") for _ in range(repeats)))
+                rss60 = [run_command(clips[60], w, tmp / "out.mp4")[1] for _ in range(max(1, repeats - 1))]
+                results[key] = {
+                    "model_fps": statistics.median(model),
+                    "e2e_fps": statistics.median(e2e),
+                    "rss10_mib": statistics.median(rss10),
+                    "rss60_mib": statistics.median(rss60),
+                }
+                r = results[key]
+                r["e2e_over_model"] = r["e2e_fps"] / r["model_fps"]
+                r["rss60_over_rss10"] = r["rss60_mib"] / r["rss10_mib"]
+                print(key, {k: round(v, 3) for k, v in r.items()}, flush=True)
+            for size in (f"{width}x{height}",):
+                t, f = results[f"temporal {size}"], results[f"framewise {size}"]
+                results[f"temporal/framewise e2e time {size}"] = f["e2e_fps"] / t["e2e_fps"]
+    return results
+
+
+def cuda_benchmark() -> dict:
+    results = {"device": torch.cuda.get_device_name()}
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = models(Path(tmp))
+        for kind, w in weights.items():
+            for width, height in ((512, 512), (1024, 512)):
+                for batch in (1, 4, 16):
+                    fps = model_only_fps(w, width, height, frames=30, device="cuda", batch=batch)
+                    results[f"{kind} {width}x{height} batch {batch}"] = fps
+                    print(kind, width, height, batch, round(fps, 1), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["256x256", "640x360"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    if args.cuda:
+        results = cuda_benchmark()
+    else:
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+        results = cpu_benchmark(sizes, args.repeats)
+    results["_machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    results["_date"] = str(date.today())
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
