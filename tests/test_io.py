@@ -39,6 +39,15 @@ def test_cfr_mp4_with_aac_round_trip(tmp_path, cfr_clip, pattern):
     decoded, _ = read_video(cfr_clip)
     assert np.abs(frames.astype(int) - decoded).mean() < 3
     assert leftovers(tmp_path) == []
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's private 0600
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_vfr_timestamps_survive(tmp_path):

@@ -120,8 +120,26 @@ def temporary_sibling(path: Path, directory: bool = False) -> Path:
     return Path(name)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask would set it
+    for a moment, racing other threads that create files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def commit(temporary: Path, final: Path) -> None:
-    """Move a finished temporary file or folder onto ``final`` (replacing an old output)."""
+    """Move a finished temporary file or folder onto ``final`` (replacing an old output).
+
+    ``mkstemp``/``mkdtemp`` create private (0600/0700) entries; the output gets the usual
+    permissions instead (0666/0777 less the umask), as if it had been created directly."""
+    os.chmod(temporary, (0o777 if temporary.is_dir() else 0o666) & ~_umask())
     if temporary.is_dir() and final.exists():
         old = temporary_sibling(final, directory=True)
         old.rmdir()
