@@ -1,28 +1,46 @@
 """Tasks: what the model's input (A side) is, made from a video frame.
 
-At inference a task turns each frame of the user's video into the model's input; at training
-its pair maker turns a clean clip into (A, B) pairs.  Both use the same functions here so that
-the model sees the same kind of input in both.
+At inference a task turns each frame of the user's video into the model's input
+(:meth:`Task.model_input`); at training its pair maker turns a clean clip into (A, B) pairs
+(:meth:`Task.make_input`).  Both use the same functions here so that the model sees the same
+kind of input in both.
 
-==========  ==============================  ==================  =====
-task        input A                         target B            in ch
-==========  ==============================  ==================  =====
-restore     the frame as given (degraded)   clean frame         3
-paired      the frame as given              the user's B side   3
-colorize    luma (BT.601), 1 channel        color frame         1
-edges       Canny edges of the frame        frame               1
-upscale2x   frame resized 2x (bicubic)      high-res frame      3
-==========  ==============================  ==================  =====
+==========  ==================================  ==================  =====  ===========
+task        input A                             target B            in ch  A made
+==========  ==================================  ==================  =====  ===========
+restore     the clip re-encoded (x264, high     clean frame         3      per video
+            CRF) plus light noise
+paired      the user's A side                   the user's B side   3      given
+colorize    luma (BT.601), 1 channel            color frame         1      per clip
+edges       Canny edges of the frame            frame               1      per clip
+upscale2x   frame down- then up-sampled         original frame      3      per clip
+            (area 1/2, bicubic 2x)
+labels:N    one-hot of an integer label map     the user's B side   N      given
+==========  ==================================  ==================  =====  ===========
+
+"per clip" pair makers are cheap and run in the data workers on the augmented (cropped,
+scaled, flipped) target clip, so A always matches B exactly.  ``restore`` encodes a whole
+video once (cached by the clip dataset) because x264 works on sequences, not on crops.
+
+``labels:N`` is what ``data.task=paired data.label_nc=N`` trains: A is read as an image whose
+first channel holds the class index (8-bit integer PNGs), one-hot encoded to N channels of
+0/255 (so [-1, 1] after the usual scaling, at training and inference alike).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import UserError
+
+
+# --------------------------------------------------------------------------- per-frame makers
 
 
 def gray(frame: np.ndarray) -> np.ndarray:
@@ -41,29 +59,181 @@ def upscale2x(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
 
 
+def down_up(frame: np.ndarray) -> np.ndarray:
+    """The ``upscale2x`` training input: area-downsample by 2, then bicubic back to ``(H, W)``.
+
+    For even sizes the second step is exactly :func:`upscale2x`, the inference input."""
+    h, w = frame.shape[:2]
+    small = cv2.resize(frame, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def one_hot(labels: np.ndarray, label_nc: int) -> np.ndarray:
+    """Integer label map ``(..., H, W, C)`` (class in channel 0) or ``(H, W)`` -> ``(..., H, W, N)``
+    uint8 0/255.
+
+    Raises:
+        UserError: a label is ``>= label_nc``.
+    """
+    index = labels[..., 0] if labels.ndim >= 3 else labels
+    top = int(index.max(initial=0))
+    if top >= label_nc:
+        raise UserError(f"label map holds class {top} but data.label_nc={label_nc}; raise data.label_nc")
+    out = np.zeros((*index.shape, label_nc), dtype=np.uint8)
+    np.put_along_axis(out, index[..., None].astype(np.intp), 255, axis=-1)
+    return out
+
+
+# --------------------------------------------------------------------------- restore degradation
+
+
 @dataclass(frozen=True)
-class Task:
-    """How a frame becomes the model's input.
+class RestoreDegradation:
+    """How ``restore`` degrades a clean video: x264 at a random CRF, then light Gaussian noise.
+
+    One CRF and one noise level are drawn per video from ``rng`` (the noise itself per pixel),
+    so a seeded ``rng`` reproduces the same degraded video.
 
     Attributes:
-        name: task name (also stored in checkpoints).
+        crf: inclusive CRF range (x264; 30-40 is visibly blocky, as in user uploads).
+        noise: range of the noise standard deviation, as a fraction of 255.
+        preset: x264 speed preset for the degradation (the artefacts differ a little by preset).
+    """
+
+    crf: tuple[int, int] = (30, 40)
+    noise: tuple[float, float] = (0.0, 0.02)
+    preset: str = "veryfast"
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, float]:
+        """One video's ``(crf, noise std)``."""
+        crf = int(rng.integers(int(self.crf[0]), int(self.crf[1]) + 1))
+        sigma = float(rng.uniform(float(self.noise[0]), float(self.noise[1])))
+        return crf, sigma
+
+    def __call__(
+        self, frames: Iterable[np.ndarray], rng: np.random.Generator, fps: float = 25.0
+    ) -> Iterator[np.ndarray]:
+        """Degrade a stream of ``(H, W, 3)`` uint8 frames; yields the degraded frames in order.
+
+        The clean frames go through the project's writer into a temporary ``.mp4`` and come back
+        through the project's reader (so the artefacts are those of a real x264 file)."""
+        from ..io import open_sink, open_source  # io imports errors only; kept local for clarity
+
+        crf, sigma = self.draw(rng)
+        with tempfile.TemporaryDirectory(prefix="v2v-restore-") as tmp:
+            path = Path(tmp) / "degraded.mp4"
+            frames = iter(frames)
+            first = next(frames, None)
+            if first is None:
+                return
+            with open_sink(
+                path, width=first.shape[1], height=first.shape[0], fps=fps, crf=crf, preset=self.preset
+            ) as sink:
+                sink.write(first)
+                for frame in frames:
+                    sink.write(frame)
+            with open_source(path) as source:
+                for frame in source:
+                    yield add_noise(frame.image, sigma, rng)
+
+
+def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``frame`` plus Gaussian noise of std ``sigma * 255``, rounded and clipped to uint8."""
+    if sigma <= 0:
+        return frame
+    noisy = frame.astype(np.float32) + rng.normal(0.0, sigma * 255.0, frame.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a frame becomes the model's input, at inference and at training.
+
+    Attributes:
+        name: task name (``restore``, ``paired``, ``colorize``, ``edges``, ``upscale2x``,
+            ``labels``).
         in_channels: channels of the model's input.
-        scale: output size / input size (2 for ``upscale2x``).
+        scale: output size / input size at inference (2 for ``upscale2x``).
+        label_nc: number of classes for ``labels``.
+        edge_thresholds: Canny's low and high thresholds for ``edges``.
+        degradation: the ``restore`` degradation.
     """
 
     name: str
     in_channels: int = 3
     scale: int = 1
+    label_nc: int = 0
+    edge_thresholds: tuple[int, int] = (100, 200)
+    degradation: RestoreDegradation = field(default_factory=RestoreDegradation)
+
+    @property
+    def spec(self) -> str:
+        """The name stored in checkpoints; :func:`get_task` turns it back into this task."""
+        return f"labels:{self.label_nc}" if self.name == "labels" else self.name
+
+    @property
+    def given_input(self) -> bool:
+        """True where the A side comes from the user (``paired``, ``labels``)."""
+        return self.name in ("paired", "labels")
+
+    @property
+    def per_video(self) -> bool:
+        """True where A is made once per video (``restore``: x264 works on sequences)."""
+        return self.name == "restore"
+
+    @property
+    def per_clip(self) -> bool:
+        """True where A is made from each augmented target clip (cheap per-frame makers)."""
+        return self.name in ("colorize", "edges", "upscale2x")
 
     def model_input(self, frame: np.ndarray) -> np.ndarray:
-        """The model's input ``(H', W', in_channels)`` uint8 for a ``(H, W, 3)`` uint8 frame."""
+        """The model's input ``(H', W', in_channels)`` uint8 for a ``(H, W, 3)`` uint8 frame
+        (at inference: the user's frame is the A side)."""
         if self.name == "colorize":
             return gray(frame)
         if self.name == "edges":
-            return edges(frame)
+            return edges(frame, *self.edge_thresholds)
         if self.name == "upscale2x":
             return upscale2x(frame)
+        if self.name == "labels":
+            return one_hot(frame, self.label_nc)
         return frame
+
+    def make_input(self, frames: np.ndarray) -> np.ndarray:
+        """Training pair maker for the per-clip tasks: target clip ``(T, H, W, 3)`` uint8 ->
+        input clip ``(T, H, W, in_channels)`` uint8 of the same size.
+
+        ``restore`` uses :meth:`degrade` (a whole video at once); ``paired``/``labels`` have
+        no maker (the user gives A)."""
+        if self.name == "colorize":
+            return np.stack([gray(f) for f in frames])
+        if self.name == "edges":
+            return np.stack([edges(f, *self.edge_thresholds) for f in frames])
+        if self.name == "upscale2x":
+            return np.stack([down_up(f) for f in frames])
+        if self.name == "restore":
+            raise ValueError("restore degrades whole videos: use Task.degrade")
+        raise ValueError(f"task {self.name} has no pair maker: its A side is given (data.train)")
+
+    def degrade(
+        self, frames: Iterable[np.ndarray], rng: np.random.Generator, fps: float = 25.0
+    ) -> Iterator[np.ndarray]:
+        """``restore``'s pair maker: a clean video's frames -> the degraded frames (streamed)."""
+        if self.name != "restore":
+            raise ValueError(f"only restore degrades whole videos, not {self.name}")
+        return self.degradation(frames, rng, fps)
+
+    def flow_view(self, a: np.ndarray) -> np.ndarray:
+        """What DIS sees of a model input ``(H, W, C)`` uint8 (:meth:`model_input`'s output, or
+        a label index map ``(H, W, 1)`` as the training cache stores it): RGB as is, one channel
+        as gray, label maps as the class index stretched over 0-255."""
+        if self.name == "labels":
+            index = a.argmax(axis=-1) if a.shape[-1] == self.label_nc and self.label_nc > 1 else a[..., 0]
+            return np.minimum(index.astype(np.uint16) * (255 // max(1, self.label_nc - 1)), 255).astype(np.uint8)
+        return a[..., 0] if a.shape[-1] == 1 else a
 
 
 TASKS = {
@@ -77,8 +247,33 @@ TASKS = {
     )
 }
 
+TRAIN_TASKS = ("restore", "colorize", "upscale2x", "edges", "paired")
 
-def get_task(name: str) -> Task:
+
+def get_task(name: str, **options) -> Task:
+    """The task called ``name`` (``labels:N``, or ``paired`` with ``label_nc=N``: N-class label maps).
+
+    ``options`` set :class:`Task` fields: ``label_nc``, ``edge_thresholds``, ``degradation``.
+    """
+    name = str(name)
+    if name.startswith("labels:"):
+        try:
+            label_nc = int(name.split(":", 1)[1])
+        except ValueError:
+            raise UserError(f"bad task {name!r}; label maps are labels:N with N classes") from None
+        options["label_nc"] = label_nc
+        name = "labels"
+    if name == "paired" and options.get("label_nc"):  # paired label maps
+        name = "labels"
+    if name == "labels":
+        label_nc = int(options.get("label_nc") or 0)
+        if label_nc < 2:
+            raise UserError("label maps need data.label_nc=N with N >= 2 classes")
+        return Task("labels", in_channels=label_nc, **options)
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-    return TASKS[name]
+    if options.get("label_nc"):
+        raise UserError(f"data.label_nc is for label maps: use it with data.task=paired, not {name}")
+    options.pop("label_nc", None)
+    base = TASKS[name]
+    return Task(base.name, base.in_channels, base.scale, **options) if options else base
