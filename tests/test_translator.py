@@ -84,3 +84,14 @@ def test_side_by_side_output(tmp_path):
 
 def leftovers(folder):
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_temporal_gray_input_task_with_resize(tmp_path):
+    """One-channel inputs (colorize) go through DIS as gray, also at a processing size."""
+    clip = make_clip(tmp_path / "c.mkv", moving_pattern(6, 40, 56), codec="ffv1")
+    model = tiny("temporal", in_channels=1)
+    translator = Translator(model, get_task("colorize"), torch.device("cpu"), resize=24)
+    with open_source(clip) as source, open_sink(tmp_path / "o", like=source.info) as sink:
+        stats = translator.translate(source, sink, progress=False)
+    assert stats.frames == 6
+    assert read_video(tmp_path / "o")[0].shape == (6, 40, 56, 3)

@@ -54,11 +54,15 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def processing_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """``(height, width)`` with the short side scaled to ``short``, aspect kept."""
+    scale = short / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
     """Resize ``(B, C, H, W)`` so that its short side is ``short`` (aspect kept)."""
-    h, w = x.shape[-2:]
-    scale = short / min(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    size = processing_size(*x.shape[-2:], short)
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
 
 
@@ -264,9 +268,12 @@ class Translator:
         yield from ahead
 
     def _dis(self, current: np.ndarray, previous: np.ndarray):
-        if self.resize:  # the flow must match the processing size
-            cpu = torch.device("cpu")
-            current, previous = (to_uint8(resize_short_side(to_tensor([im], cpu), self.resize))[0] for im in (current, previous))
+        """DIS flow between two model inputs, on the view the task gives DIS (gray for one
+        channel, class indices for label maps), at the processing size."""
+        current, previous = self.task.flow_view(current), self.task.flow_view(previous)
+        if self.resize:
+            h, w = processing_size(*current.shape[:2], self.resize)
+            current, previous = (cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in (current, previous))
         return self.flow.backward_with_validity(current, previous)
 
     def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
