@@ -24,14 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NUM_FRAMES = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The frames here are tiny: one thread is faster, and far faster when other jobs load the
-    2 cores (OpenMP workers spin while they wait)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,7 @@ from vid2vid_lite.nn.flow import DISFlow
 from vid2vid_lite.nn.warp import warp
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The frames here are tiny: one thread is faster, and far faster when other jobs load the
-    2 cores (OpenMP workers spin while they wait)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def carphone_path() -> Path:

@@ -30,14 +30,7 @@ from vid2vid_lite.nn.unet import crop_pad, pad_to_multiple
 SIZES = [(37, 53), (64, 96), (16, 16)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine OpenMP barriers
-    stall for hundreds of ms per op; one thread keeps these tests fast and steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def n_params(module: torch.nn.Module) -> int:

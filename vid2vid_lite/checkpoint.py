@@ -29,6 +29,16 @@ FORMAT = "vid2vid_lite/1"
 LATEST = Path("checkpoints") / "latest.safetensors"
 
 
+def require_local_weights(path: str | os.PathLike | None, what: str, key: str, otherwise: str) -> str:
+    """Check that optional pretrained weights (VGG, RAFT) name a local file: nothing is ever
+    downloaded.  ``key`` is the config key to set; ``otherwise`` says how to do without."""
+    if not path:
+        raise UserError(f"{what} needs a local weights file ({key}=/path/to/file); nothing is downloaded. {otherwise}")
+    if not os.path.isfile(path):
+        raise UserError(f"{what} weights file not found: {path}")
+    return str(path)
+
+
 def bundled_dir() -> Path:
     return Path(str(resources.files("vid2vid_lite") / "weights"))
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoint import require_local_weights
 from .errors import UserError
 from .nn.warp import warp
 
@@ -206,13 +207,7 @@ def load_vgg19_features(weights_path: str | os.PathLike | None) -> nn.Sequential
     ignored) or a state dict of ``vgg19().features`` alone (``N.*`` keys).  Without a path, or
     if the file is missing, raises :class:`~vid2vid_lite.errors.UserError`: nothing downloads.
     """
-    if not weights_path:
-        raise UserError(
-            "the VGG perceptual loss needs local VGG19 weights (vgg_weights=/path/to/vgg19.pth); "
-            "nothing is downloaded. Set its weight to 0 to train without it."
-        )
-    if not os.path.isfile(weights_path):
-        raise UserError(f"VGG19 weights file not found: {weights_path}")
+    require_local_weights(weights_path, "the VGG perceptual loss", "vgg_weights", "Set its weight to 0 to train without it.")
     from torchvision.models import vgg19  # torchvision is slow to import
 
     with torch.device("meta"):  # no random init of 140 M parameters that are overwritten anyway

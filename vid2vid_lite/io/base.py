@@ -108,6 +108,21 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
+class AtomicSink:
+    """A writer whose output appears only when :meth:`close` completes; :meth:`abort` (or an
+    exception inside ``with``) leaves nothing behind.  Subclasses implement ``write``,
+    ``close`` and ``abort``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def temporary_sibling(path: Path, directory: bool = False) -> Path:
     """A fresh hidden temporary path in the same folder as ``path`` (same filesystem: rename
     is atomic).  For files the suffix is kept so that muxers can guess the format."""

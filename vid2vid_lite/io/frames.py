@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError
-from .base import Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
+from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -111,7 +111,7 @@ class FolderSource:
         self.close()
 
 
-class FolderSink:
+class FolderSink(AtomicSink):
     """Write frames as ``000000.png``, ``000001.png``, … into a folder, atomically.
 
     The PNGs go to a hidden temporary folder beside ``path``, which replaces ``path`` when
@@ -136,12 +136,3 @@ class FolderSink:
 
     def abort(self) -> None:
         discard(self._tmp)
-
-    def __enter__(self) -> FolderSink:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

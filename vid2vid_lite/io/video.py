@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from ..errors import UserError
-from .base import Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
+from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def presentation_timestamps(path: str | Path) -> list[int]:
     return sorted(pts)
 
 
-class VideoSink:
+class VideoSink(AtomicSink):
     """Write RGB frames to a video file, with the timing and audio of a source.
 
     Args:
@@ -320,15 +320,6 @@ class VideoSink:
         except Exception:  # noqa: BLE001 - the output is being discarded anyway
             pass
         discard(self._tmp)
-
-    def __enter__(self) -> VideoSink:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class _AudioCopier:

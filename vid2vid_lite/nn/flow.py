@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoint import require_local_weights
 from ..errors import UserError
 from .warp import occlusion_mask
 
@@ -159,13 +160,7 @@ def load_raft(weights_path: str | os.PathLike | None, variant: str = "small") ->
     """
     if variant not in RAFT_VARIANTS:
         raise ValueError(f"unknown RAFT variant {variant!r}; choose one of {RAFT_VARIANTS}")
-    if not weights_path:
-        raise UserError(
-            "flow=raft needs a local RAFT weights file (raft_weights=/path/to/raft_small.pth); "
-            "nothing is downloaded. Use flow=dis or flow=learned otherwise."
-        )
-    if not os.path.isfile(weights_path):
-        raise UserError(f"RAFT weights file not found: {weights_path}")
+    require_local_weights(weights_path, "flow=raft", "raft_weights", "Use flow=dis or flow=learned otherwise.")
     # torchvision is slow to import: only when RAFT is asked for.
     from torchvision.models.optical_flow import raft_large, raft_small
 
