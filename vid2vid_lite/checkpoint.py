@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .errors import UserError
-from .io.base import temporary_sibling
+from .io.base import atomic_path
 
 FORMAT = "vid2vid_lite/1"
 LATEST = Path("checkpoints") / "latest.safetensors"
@@ -53,12 +53,8 @@ def save_generator(path: str | Path, generator: nn.Module, config: dict) -> Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
-    tmp = temporary_sibling(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "config": json.dumps(config)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from .errors import UserError, report_user_errors
 from .io import open_source
+from .io.base import atomic_path
 from .metrics import PSNR_CAP, SSIM_WINDOW, VideoMetrics, reference_motion, vmaf_available
 from .nn.flow import DIS_PRESETS, DISFlow
 
@@ -228,14 +229,15 @@ def write_json(result: Evaluation, path: Path) -> None:
     if "baseline" in result.summaries:
         data["relative_change"] = result.relative_change()
     data["settings"] = result.settings
-    path.write_text(json.dumps(_json_value(data), indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_json_value(data), indent=2) + "\n")
 
 
 def write_csv(result: Evaluation, path: Path) -> None:
     """One row per frame: ``frame, output_psnr, …, baseline_psnr, …``; NaN cells are empty."""
     names = [n for n in VIDEOS if n in result.rows]
     metrics = list(result.summaries["output"])
-    with path.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["frame"] + [f"{n}_{m}" for n in names for m in metrics])
         for i in range(result.num_frames):

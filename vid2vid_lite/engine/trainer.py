@@ -56,7 +56,7 @@ from ..datasets.clips import (
 )
 from ..datasets.tasks import RestoreDegradation, Task, get_task
 from ..errors import UserError
-from ..io.base import temporary_sibling
+from ..io.base import atomic_path
 from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, mask_regularizer, warp_loss
 from ..metrics import VideoMetrics, psnr
 from ..nn import build_discriminator, build_generator, build_temporal_discriminator
@@ -308,12 +308,8 @@ def to_display(a: torch.Tensor, task: Task) -> torch.Tensor:
 def save_state(path: Path, state: dict) -> None:
     """``torch.save`` under a temporary name, then an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_state(path: Path) -> dict:
@@ -339,12 +335,8 @@ def _finite(value):
 
 def write_json(path: Path, data: dict) -> None:
     """Write strict JSON (NaN as null) atomically."""
-    tmp = temporary_sibling(path)
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class StopRequest:

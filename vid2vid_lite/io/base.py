@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -163,6 +164,25 @@ def commit(temporary: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(temporary, final)
+
+
+@contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Write a file under a temporary name beside ``final``; it becomes ``final`` only when
+    the ``with`` block completes (checkpoints, reports).
+
+    Example:
+        >>> with atomic_path("metrics.json") as tmp:  # doctest: +SKIP
+        ...     tmp.write_text("{}")
+    """
+    final = Path(final)
+    tmp = temporary_sibling(final)
+    try:
+        yield tmp
+    except BaseException:
+        discard(tmp)
+        raise
+    commit(tmp, final)
 
 
 def discard(temporary: Path) -> None:
