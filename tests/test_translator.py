@@ -95,3 +95,11 @@ def test_temporal_gray_input_task_with_resize(tmp_path):
         stats = translator.translate(source, sink, progress=False)
     assert stats.frames == 6
     assert read_video(tmp_path / "o")[0].shape == (6, 40, 56, 3)
+
+
+def test_batch_for_memory():
+    from vid2vid_lite.engine.translator import batch_for_memory
+
+    assert batch_for_memory(free_bytes=8_000, per_item_bytes=1_000) == 4  # half of the free memory
+    assert batch_for_memory(free_bytes=10**12, per_item_bytes=1) == 16  # capped
+    assert batch_for_memory(free_bytes=100, per_item_bytes=1_000) == 1  # at least one

@@ -80,6 +80,11 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
+def batch_for_memory(free_bytes: int, per_item_bytes: int, cap: int = 16, share: float = 0.5) -> int:
+    """How many batch rows fit in ``share`` of the free memory (1 to ``cap``)."""
+    return max(1, min(cap, int(free_bytes * share) // max(1, per_item_bytes)))
+
+
 @dataclass(frozen=True)
 class Segment:
     """Frames ``[start, end)`` of the video, read from ``read_from`` (``start - warmup``)."""
@@ -172,7 +177,9 @@ class Translator:
         model: a generator from :func:`vid2vid_lite.nn.build_generator`.
         task: how a frame becomes the model's input.
         device: where the model runs.
-        batch: frames per forward pass (frame-wise) or segments side by side (temporal).
+        batch: frames per forward pass (frame-wise) or segments side by side (temporal);
+            ``"auto"``: 1 on the CPU (two cores gain nothing from batching); on CUDA, measured
+            from one forward pass so that the batch fills half the free memory (at most 16).
         warmup: frames each temporal segment after the first starts early.
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
         scene_cut: reset a temporal model's state at detected cuts.
@@ -186,7 +193,7 @@ class Translator:
         model: nn.Module,
         task: Task,
         device: torch.device,
-        batch: int = 1,
+        batch: int | str = 1,
         warmup: int = 8,
         precision: str = "auto",
         scene_cut: bool = True,
@@ -202,7 +209,8 @@ class Translator:
         self.model = torch.compile(model) if compile else model
         self.task = task
         self.device = device
-        self.batch = max(1, int(batch))
+        self.batch_spec = batch
+        self.batch = 1 if str(batch) == "auto" else max(1, int(batch))
         self.warmup = max(0, int(warmup))
         self.precision = precision
         self.scene_cut = scene_cut
@@ -214,6 +222,22 @@ class Translator:
     @property
     def temporal(self) -> bool:
         return self.flow_source != "none"
+
+    def _measure_batch(self, info: VideoInfo) -> int:
+        """``batch="auto"``: the batch that fits in half the free CUDA memory, from the peak
+        memory of one forward pass of one frame at this video's size."""
+        if self.device.type != "cuda":
+            return 1
+        frame = np.zeros((info.height, info.width, 3), np.uint8)
+        inp = self.task.model_input(frame)
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        before = torch.cuda.memory_allocated(self.device)
+        kwargs = {"reset": torch.ones(1, dtype=torch.bool, device=self.device)} if self.temporal else {}
+        self._run_model([inp], **kwargs)
+        per_row = torch.cuda.max_memory_allocated(self.device) - before
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return batch_for_memory(free, per_row)
 
     # -- one forward pass ----------------------------------------------------------------
     def _run_model(self, inputs: list[np.ndarray], **temporal) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -329,6 +353,8 @@ class Translator:
         """Translate every frame of ``source`` into ``sink`` (each keeps its timestamp); with
         ``side_by_side``, also write input | output there."""
         info: VideoInfo = source.info
+        if str(self.batch_spec) == "auto":
+            self.batch = self._measure_batch(info)
         self.stats = TranslateStats()
         start = time.perf_counter()
         outputs = _Outputs(BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
