@@ -63,14 +63,16 @@ def test_train_framewise_then_temporal_and_run_loads_both(tmp_path, clip, cache)
     common = [*SMOKE, f"data.train={clip}", f"data.cache_dir={cache}"]
     result = train(*common, "model=framewise", "data.num_workers=2", f"hydra.run.dir={framewise}")
     assert result.returncode == 0, result.stderr
-    result = train(*common, "model=temporal", f"model.init_from={framewise}", f"hydra.run.dir={temporal}")
+    # keep_every need not divide save_every: step 3 is kept although saves fall on 4
+    result = train(*common, "model=temporal", f"model.init_from={framewise}", f"hydra.run.dir={temporal}",
+                   "train.save_every=4", "train.keep_every=3")
     assert result.returncode == 0, result.stderr
     assert "initialised from frame-wise" in (temporal / "train.log").read_text()
 
+    kept = {"framewise": ["step_000002.pt", "step_000004.pt"], "temporal": ["step_000003.pt"]}
     for run_dir, name in ((framewise, "framewise"), (temporal, "temporal")):
         ckpts = run_dir / "checkpoints"
-        assert sorted(p.name for p in ckpts.iterdir()) == [
-            "latest.pt", "latest.safetensors", "step_000002.pt", "step_000004.pt"]
+        assert sorted(p.name for p in ckpts.iterdir()) == ["latest.pt", "latest.safetensors", *kept[name]]
         state = states(run_dir)  # weights_only: loading can never run code
         assert state["step"] == 4 and state["config"]["generator"]["name"] == name
         assert state["config"]["task"] == "restore"
