@@ -17,6 +17,7 @@ recurrent state also resets at scene cuts (``scene_cut``).
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -186,6 +187,7 @@ class Translator:
         resize: process at this short side, then scale back (None: native size).
         flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
         compile: wrap the model in ``torch.compile``.
+        flow_workers: DIS threads (None: half the cores, 1 to 4).
     """
 
     def __init__(
@@ -199,7 +201,7 @@ class Translator:
         scene_cut: bool = True,
         resize: int | None = None,
         flow_preset: str | None = None,
-        flow_workers: int = 2,
+        flow_workers: int | None = None,
         compile: bool = False,
     ) -> None:
         model = model.eval().to(device)
@@ -217,7 +219,8 @@ class Translator:
         self.resize = resize
         preset = flow_preset or getattr(model, "config", {}).get("dis_preset", "fast")
         self.flow = DISFlow(preset)
-        self.flow_workers = flow_workers
+        # DIS threads: half the cores (1 on a 2-core machine, where the model needs the rest).
+        self.flow_workers = flow_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
 
     @property
     def temporal(self) -> bool:
