@@ -64,13 +64,14 @@ def occlusion_mask(
     ``|∇b|² > 0.01 |b|² + 0.002``.
     """
     fwd_at_t = warp(flow_fwd, flow_bwd)
-    sq = lambda v: (v * v).sum(dim=1, keepdim=True)  # noqa: E731 - squared norm over channels
+
+    def sq(v: torch.Tensor) -> torch.Tensor:  # squared norm over the 2 flow channels
+        return v[:, 0:1].square() + v[:, 1:2].square()
+
     occluded = sq(flow_bwd + fwd_at_t) > 0.01 * (sq(flow_bwd) + sq(fwd_at_t)) + 0.5
     if motion_boundaries:
         # Forward differences, zero at the last row/column (as in the reference MATLAB code).
-        du = torch.zeros_like(flow_bwd)
-        dv = torch.zeros_like(flow_bwd)
-        du[..., :, :-1] = flow_bwd[..., :, 1:] - flow_bwd[..., :, :-1]
-        dv[..., :-1, :] = flow_bwd[..., 1:, :] - flow_bwd[..., :-1, :]
+        du = F.pad(flow_bwd[..., :, 1:] - flow_bwd[..., :, :-1], (0, 1, 0, 0))
+        dv = F.pad(flow_bwd[..., 1:, :] - flow_bwd[..., :-1, :], (0, 0, 0, 1))
         occluded |= sq(du) + sq(dv) > 0.01 * sq(flow_bwd) + 0.002
     return (~occluded).to(flow_bwd.dtype)
