@@ -138,7 +138,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "unwritable": [clip, f"output={clip}/sub/out.mp4"],
         "same_as_input": [clip, f"output={clip}"],
         "unknown_weights": [clip, "weights=nonesuch"],
-        "no_input": [],
+        "no_input": ["crf=20"],  # options but no input (no argument at all is the demo)
     }[case]
     if case not in ("unknown_weights", "no_input"):
         args.append(f"weights={weights['framewise']}")
@@ -157,3 +157,15 @@ def test_debug_shows_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(tmp_path / "nope.mp4")],
                             capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_demo_runs_with_no_argument(tmp_path):
+    """The README's second command: no argument -> the demo on the bundled sample clip."""
+    result = run(cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    demo = tmp_path / "v2v_demo"
+    for name in ("degraded.mp4", "framewise.mp4", "temporal.mp4", "side_by_side.mp4", "report/metrics.json"):
+        assert (demo / name).is_file(), name
+    frames, info = read_video(demo / "temporal.mp4")
+    assert frames.shape == (132, 270, 480, 3) and info.has_audio
+    assert "demo: report" in result.stdout

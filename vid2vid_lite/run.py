@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from .checkpoint import load_generator
 from .cli import lift_positional, pick_device
 from .datasets.tasks import get_task
+from .demo import run_demo
 from .engine.translator import Translator
 from .errors import UserError, report_user_errors
 from .io import VideoInfo, is_video_path, open_sink, open_source
@@ -58,10 +59,10 @@ def side_by_side_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_sbs{output.suffix}" if is_video_path(output) else f"{output.name}_sbs")
 
 
-def pick_batch(value, device) -> int:
-    """``auto``: 1 on the CPU (two cores gain nothing from batching), 8 on CUDA."""
+def pick_batch(value) -> int | str:
+    """``auto`` (the translator measures it) or a positive whole number."""
     if str(value) == "auto":
-        return 8 if device.type == "cuda" else 1
+        return "auto"
     try:
         batch = int(value)
     except ValueError:
@@ -74,17 +75,14 @@ def pick_batch(value, device) -> int:
 def translate(cfg: DictConfig) -> Path:
     """Do the work of one ``run`` invocation; returns the output path."""
     if not cfg.input:
-        raise UserError(
-            "no input given: python -m vid2vid_lite.run INPUT (a video file or a folder of frames). "
-            "The no-argument demo needs the bundled weights, which are not shipped yet"
-        )
+        raise UserError("no input given: python -m vid2vid_lite.run INPUT (a video file or a folder of frames)")
     if cfg.on_error not in ("fail", "keep"):
         raise UserError(f"on_error={cfg.on_error} is not known; use fail or keep")
     device = pick_device(cfg.device)
     model, config = load_generator(str(cfg.weights), device)
     task = get_task(config.get("task", "restore"))
     translator = Translator(
-        model, task, device, batch=pick_batch(cfg.batch, device), warmup=cfg.warmup,
+        model, task, device, batch=pick_batch(cfg.batch), warmup=cfg.warmup,
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
         flow_preset=cfg.flow_preset, compile=cfg.compile,
     )
@@ -124,7 +122,10 @@ def translate(cfg: DictConfig) -> Path:
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     warnings.filterwarnings("ignore", module="torch")  # keep user output readable
-    translate(cfg)
+    if cfg.input is None and not HydraConfig.get().overrides.task:
+        run_demo(cfg, translate)  # no argument at all: the demo
+    else:
+        translate(cfg)
 
 
 @report_user_errors

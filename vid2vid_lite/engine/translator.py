@@ -43,7 +43,7 @@ from ..scene import SceneCutDetector
 
 def to_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """``(H, W, C)`` uint8 images -> ``(B, C, H, W)`` float in [-1, 1] on ``device``."""
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     if device.type == "cuda":
         batch = batch.pin_memory().to(device, non_blocking=True)
     return batch.to(device=device, dtype=torch.float32) / 127.5 - 1.0
