@@ -10,7 +10,7 @@ size it measures:
   flow is given, so this is the network's cost);
 - end-to-end fps of ``python -m vid2vid_lite.run`` on a 10 s clip (decode + task input + flow +
   model + encode), as the command reports it;
-- peak RSS of that command for a 10 s and a 60 s clip (os.wait4 of the child process).
+- peak RSS (VmHWM) of that command for a 10 s and a 60 s clip (the 60 s clip is run once).
 
 Each number is the median of ``--repeats`` runs; ratios compare numbers from the same run of
 this script (the machine is noisy).  With ``--cuda`` it instead measures fps on the GPU at
@@ -134,7 +134,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
                 key = f"{kind} {width}x{height}"
                 model = [model_only_fps(w, width, height) for _ in range(repeats)]
                 e2e, rss10 = zip(*(run_command(clips[10], w, tmp / "out.mp4") for _ in range(repeats)))
-                rss60 = [run_command(clips[60], w, tmp / "out.mp4")[1] for _ in range(max(1, repeats - 1))]
+                rss60 = [run_command(clips[60], w, tmp / "out.mp4")[1]]  # one run: 1500 frames take minutes
                 results[key] = {
                     "model_fps": statistics.median(model),
                     "e2e_fps": statistics.median(e2e),

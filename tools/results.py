@@ -96,7 +96,9 @@ def main() -> None:
     degraded = degrade(pristine, args.work / "carphone_degraded.mkv")
 
     restore = {"frame-wise": "restore-framewise", "temporal": "restore"}
-    for label, run in (("temporal, no D_T", "restore-temporal-no-dt"), ("temporal, learned flow", "restore-temporal-learned")):
+    ablations = {"temporal, warp 10, mask 0.1": "restore-temporal-warp10", "temporal, no D_T": "restore-temporal-no-dt",
+                 "temporal, learned flow": "restore-temporal-learned"}
+    for label, run in ablations.items():
         if (args.runs / run / "checkpoints" / "latest.safetensors").exists():
             restore[label] = args.runs / run
     sections = {

