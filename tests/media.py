@@ -80,6 +80,17 @@ def make_clip(
     return path
 
 
+def make_audio_only(path: Path) -> Path:
+    """A media file with one AAC stream and no video."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 44100
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
 def audio_packets(path: Path) -> list[tuple[int, float, bytes]]:
     """``(stream index among audio streams, pts seconds, payload)`` of every audio packet."""
     out = []

@@ -3,13 +3,10 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
-from media import audio_packets, frame_times, make_clip, moving_pattern
+from media import audio_packets, frame_times, make_audio_only, make_clip, moving_pattern
 
 from vid2vid_lite.checkpoint import save_generator
 from vid2vid_lite.io import read_video
@@ -100,19 +97,6 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
     assert 0 < len(frame_times(tmp_path / "b.mp4")) < 60
 
 
-def _audio_only(path: Path) -> Path:
-    container = av.open(str(path), "w")
-    stream = container.add_stream("aac", rate=44100)
-    frame = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="mono")
-    frame.sample_rate = 44100
-    for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
-
-
 @pytest.mark.parametrize(
     "case,message",
     [
@@ -133,7 +117,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "missing": [tmp_path / "nope.mp4"],
         "empty_dir": [(tmp_path / "empty").mkdir() or tmp_path / "empty"],
         "not_media": [(tmp_path / "t.mp4").write_text("hello" * 100) and tmp_path / "t.mp4"],
-        "audio_only": [_audio_only(tmp_path / "a.m4a")],
+        "audio_only": [make_audio_only(tmp_path / "a.m4a")],
         "truncated_mp4": [(tmp_path / "tr.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2]) and tmp_path / "tr.mp4"],
         "unwritable": [clip, f"output={clip}/sub/out.mp4"],
         "same_as_input": [clip, f"output={clip}"],
