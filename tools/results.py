@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import subprocess
 import sys
 from datetime import date
@@ -58,7 +59,7 @@ def translate(clip: Path, weights: str | Path, out: Path) -> Path:
 
 def measure(name: str, reference: Path, shown_input: Path, model_input: Path, models: dict, work: Path) -> dict:
     """``{row name: metrics}`` for the input and every model's output."""
-    outputs = {label: translate(model_input, weights, work / f"{name}_{label.replace(' ', '_')}.mkv")
+    outputs = {label: translate(model_input, weights, work / f"{name}_{re.sub(r'[^a-z0-9]+', '_', label)}.mkv")
                for label, weights in models.items()}
     rows = {"input": evaluate(shown_input, reference).summaries["output"]}
     for label, out in outputs.items():
@@ -96,7 +97,7 @@ def main() -> None:
     degraded = degrade(pristine, args.work / "carphone_degraded.mkv")
 
     restore = {"frame-wise": "restore-framewise", "temporal": "restore"}
-    ablations = {"temporal, warp 10, mask 0.1": "restore-temporal-warp10", "temporal, no D_T": "restore-temporal-no-dt",
+    ablations = {"temporal, warp 1 + mask 1": "restore-temporal-warp1", "temporal, no D_T": "restore-temporal-no-dt",
                  "temporal, learned flow": "restore-temporal-learned"}
     for label, run in ablations.items():
         if (args.runs / run / "checkpoints" / "latest.safetensors").exists():
