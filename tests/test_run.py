@@ -108,7 +108,6 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
         ("unwritable", "cannot create output folder"),
         ("same_as_input", "is the input"),
         ("unknown_weights", "unknown weights 'nonesuch'"),
-        ("no_input", "no input given"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
@@ -122,9 +121,8 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "unwritable": [clip, f"output={clip}/sub/out.mp4"],
         "same_as_input": [clip, f"output={clip}"],
         "unknown_weights": [clip, "weights=nonesuch"],
-        "no_input": ["crf=20"],  # options but no input (no argument at all is the demo)
     }[case]
-    if case not in ("unknown_weights", "no_input"):
+    if case != "unknown_weights":
         args.append(f"weights={weights['framewise']}")
     before = sorted(p.name for p in tmp_path.iterdir())
     result = run(*args)
@@ -143,9 +141,9 @@ def test_debug_shows_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-def test_demo_runs_with_no_argument(tmp_path):
-    """The README's second command: no argument -> the demo on the bundled sample clip."""
-    result = run(cwd=tmp_path)
+def test_demo_runs_with_no_input(tmp_path):
+    """The README's second command: no input -> the demo on the bundled sample clip."""
+    result = run("progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     demo = tmp_path / "v2v_demo"
     for name in ("degraded.mp4", "framewise.mp4", "temporal.mp4", "side_by_side.mp4", "report/metrics.json"):

@@ -122,8 +122,8 @@ def translate(cfg: DictConfig) -> Path:
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     warnings.filterwarnings("ignore", module="torch")  # keep user output readable
-    if cfg.input is None and not HydraConfig.get().overrides.task:
-        run_demo(cfg, translate)  # no argument at all: the demo
+    if cfg.input is None:
+        run_demo(cfg, translate)  # no input: the demo (other options, e.g. device=, apply)
     else:
         translate(cfg)
 
