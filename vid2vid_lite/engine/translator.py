@@ -140,14 +140,22 @@ class _Outputs:
     side: BackgroundWriter | None
     parts: list[tuple[Path, VideoSink, BackgroundWriter, list]] = field(default_factory=list)
 
-    def put(self, segment: int, frame: Frame, source: np.ndarray, image: np.ndarray) -> None:
+    @staticmethod
+    def pair(frame: Frame, image: np.ndarray) -> np.ndarray:
+        """input | output, the input scaled to the output's size where they differ."""
+        source = frame.image
+        if source.shape[:2] != image.shape[:2]:
+            source = cv2.resize(source, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
+        return np.concatenate([source, image], axis=1)
+
+    def put(self, segment: int, frame: Frame, image: np.ndarray) -> None:
         if segment == 0:
             self.main.put(image, frame.pts)
             if self.side is not None:
-                self.side.put(np.concatenate([source, image], axis=1), frame.pts)
+                self.side.put(self.pair(frame, image), frame.pts)
             return
         path, sink, writer, pts = self.parts[segment - 1]
-        writer.put(np.concatenate([source, image], axis=1), None)
+        writer.put(self.pair(frame, image), None)
         pts.append(frame.pts)
 
     def finish(self) -> None:
@@ -258,13 +266,6 @@ class Translator:
         if y.shape[-2:] != size:
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
         return y, x
-
-    def _source_view(self, frame: Frame, shape: tuple[int, int]) -> np.ndarray:
-        """The input frame at the output's size (for side-by-side views)."""
-        image = frame.image
-        if image.shape[:2] != shape:
-            image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
-        return image
 
     # -- frame-wise ----------------------------------------------------------------------
     def _framewise(self, source: Source) -> Iterator[tuple[int, Frame, np.ndarray]]:
@@ -389,7 +390,7 @@ class Translator:
             try:
                 with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
                     for segment, frame, image in steps:
-                        outputs.put(segment, frame, self._source_view(frame, image.shape[:2]), image)
+                        outputs.put(segment, frame, image)
                         self.stats.frames += 1
                         bar.update(1)
                     outputs.finish()
