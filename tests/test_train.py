@@ -132,6 +132,18 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
     assert metrics["resumed_from"].endswith("latest.pt") and not metrics["interrupted"]
 
 
+def test_an_l1_only_run_never_trains_the_discriminator(tmp_path, clip, cache):
+    """loss.gan=0 loss.fm=0 (frame-wise): no loss needs D, so no D step is taken at all."""
+    run_dir = tmp_path / "l1"
+    result = train(*SMOKE, f"data.train={clip}", f"data.cache_dir={cache}", "model=framewise", "loss.gan=0",
+                   "loss.fm=0", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    state = states(run_dir)
+    assert state["optim_d"]["state"] == {} and state["optim_g"]["state"]  # D's optimiser never stepped
+    losses = json.loads((run_dir / "metrics.json").read_text())["losses"]
+    assert "g_l1" in losses and not any(k.startswith("d_") for k in losses)
+
+
 def test_two_ddp_processes_stay_in_sync_and_match_one_process(tmp_path, clip, cache):
     """torchrun with 2 CPU processes (gloo), global batch 2, against 1 process with batch 2.
     SGD keeps the comparison tight: its update is linear in the gradient (Adam would amplify

@@ -12,8 +12,8 @@ size it measures:
   model + encode), as the command reports it;
 - peak RSS (VmHWM) of that command for a 10 s and a 60 s clip (the 60 s clip is run once).
 
-Each number is the median of ``--repeats`` runs; ratios compare numbers from the same run of
-this script (the machine is noisy).  With ``--cuda`` it instead measures fps on the GPU at
+Each number is the median of ``--repeats`` runs; each ratio is the median of ratios taken within
+one repeat, whose measurements run back to back (the machine is noisy).  With ``--cuda`` it instead measures fps on the GPU at
 512x512 and 1024x512 for batch 1, 4 and 16.
 """
 
@@ -124,30 +124,36 @@ def run_command(clip: Path, weights: Path, out: Path) -> tuple[float, float]:
 
 
 def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
+    """Each repeat measures, back to back, both models' model-only and end-to-end fps at one
+    size; the ratios are taken within a repeat (this machine's speed drifts by tens of percent
+    over minutes) and their medians reported."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         weights = models(tmp)
         for width, height in sizes:
-            clips = {s: make_clip(tmp / f"clip_{width}x{height}_{s}s.mp4", width, height, s) for s in (10, 60)}
+            size = f"{width}x{height}"
+            clips = {s: make_clip(tmp / f"clip_{size}_{s}s.mp4", width, height, s) for s in (10, 60)}
+            runs: dict[str, list[dict]] = {kind: [] for kind in weights}
+            for _ in range(repeats):
+                for kind, w in weights.items():
+                    # model-only fps just before and just after the run, averaged: the run is
+                    # compared with the machine's speed of that moment
+                    before = model_only_fps(w, width, height, frames=40)
+                    e2e, rss10 = run_command(clips[10], w, tmp / "out.mp4")
+                    model = (before + model_only_fps(w, width, height, frames=40)) / 2
+                    runs[kind].append({"model_fps": model, "e2e_fps": e2e, "rss10_mib": rss10})
             for kind, w in weights.items():
-                key = f"{kind} {width}x{height}"
-                model = [model_only_fps(w, width, height) for _ in range(repeats)]
-                e2e, rss10 = zip(*(run_command(clips[10], w, tmp / "out.mp4") for _ in range(repeats)))
-                rss60 = [run_command(clips[60], w, tmp / "out.mp4")[1]]  # one run: 1500 frames take minutes
-                results[key] = {
-                    "model_fps": statistics.median(model),
-                    "e2e_fps": statistics.median(e2e),
-                    "rss10_mib": statistics.median(rss10),
-                    "rss60_mib": statistics.median(rss60),
-                }
-                r = results[key]
-                r["e2e_over_model"] = r["e2e_fps"] / r["model_fps"]
+                rows = runs[kind]
+                r = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+                r["e2e_over_model"] = statistics.median(row["e2e_fps"] / row["model_fps"] for row in rows)
+                r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4")[1]  # once: 1500 frames take minutes
                 r["rss60_over_rss10"] = r["rss60_mib"] / r["rss10_mib"]
-                print(key, {k: round(v, 3) for k, v in r.items()}, flush=True)
-            for size in (f"{width}x{height}",):
-                t, f = results[f"temporal {size}"], results[f"framewise {size}"]
-                results[f"temporal/framewise e2e time {size}"] = f["e2e_fps"] / t["e2e_fps"]
+                results[f"{kind} {size}"] = r
+                print(f"{kind} {size}", {k: round(v, 3) for k, v in r.items()}, flush=True)
+            ratios = [f["e2e_fps"] / t["e2e_fps"] for f, t in zip(runs["framewise"], runs["temporal"])]
+            results[f"temporal/framewise e2e time {size}"] = statistics.median(ratios)
+            print(f"temporal/framewise e2e time {size}", [round(r, 3) for r in ratios], flush=True)
     return results
 
 

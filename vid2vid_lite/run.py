@@ -112,7 +112,8 @@ def translate(cfg: DictConfig) -> Path:
             raise
         for sink in sinks:
             sink.close()
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps) -> {output}")
+    batch = f", batch {stats.batch}" if stats.batch > 1 else ""  # batch=auto: what it picked
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps){batch} -> {output}")
     if cfg.side_by_side:
         print(f"side by side -> {side_by_side_path(output)}")
     return output

@@ -464,6 +464,9 @@ class Trainer:
             raise UserError(f"model config: {err}") from None
         self.init_from = init_from
         self.loss_w = {k: float(lw.get(k, 0.0) or 0.0) for k in ("l1", "gan", "fm", "warp", "flow", "mask", "temporal_gan", "vgg")}
+        # No GAN, feature-matching or D_T term: the discriminators are kept (checkpoints keep one
+        # layout) but never trained, which makes an L1-only step about twice as fast.
+        self.adversarial = bool(self.loss_w["gan"] or self.loss_w["fm"] or self.DT is not None)
         try:
             self.gan = GANLoss(str(lw.gan_mode))
         except ValueError as err:
@@ -789,17 +792,19 @@ class Trainer:
             gen = self.runner(b["x"], b.get("flow"), b.get("valid"))
         fake = gen["out"]
 
-        # D: fake (detached) vs real
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
-            d_losses = self._d_losses(b, fake.detach())
-        loss_d = 0.5 * (d_losses["d_fake"] + d_losses["d_real"])
-        if "dt_fake" in d_losses:
-            loss_d = loss_d + 0.5 * self.loss_w["temporal_gan"] * (d_losses["dt_fake"] + d_losses["dt_real"])
-        self.scaler_d.scale(loss_d).backward()
-        self.scaler_d.step(self.opt_d)
-        self.scaler_d.update()
-        self.sched_d.step()
+        # D: fake (detached) vs real; skipped when no loss uses a discriminator (L1-only runs)
+        d_losses: dict[str, torch.Tensor] = {}
+        if self.adversarial:
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast():
+                d_losses = self._d_losses(b, fake.detach())
+            loss_d = 0.5 * (d_losses["d_fake"] + d_losses["d_real"])
+            if "dt_fake" in d_losses:
+                loss_d = loss_d + 0.5 * self.loss_w["temporal_gan"] * (d_losses["dt_fake"] + d_losses["dt_real"])
+            self.scaler_d.scale(loss_d).backward()
+            self.scaler_d.step(self.opt_d)
+            self.scaler_d.update()
+            self.sched_d.step()
 
         # G: everything else, against the updated D
         self.opt_g.zero_grad(set_to_none=True)
@@ -815,7 +820,9 @@ class Trainer:
 
         logs = {f"g_{k}": v.detach().float() for k, v in g_losses.items()}
         logs.update({k: v.detach().float() for k, v in d_losses.items()})
-        logs["g_total"], logs["d_total"] = loss_g.detach(), loss_d.detach().float()
+        logs["g_total"] = loss_g.detach()
+        if d_losses:
+            logs["d_total"] = loss_d.detach().float()
         self._last = (b, fake.detach())
         return logs
 

@@ -81,6 +81,13 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
+def _one_torch_thread() -> None:
+    """Flow workers run their few torch ops (the occlusion test) on one thread: with OpenMP each
+    calling thread would start a team as large as the model's and the two teams would fight over
+    the cores (the setting is per thread; the model's thread keeps its own)."""
+    torch.set_num_threads(1)
+
+
 def batch_for_memory(free_bytes: int, per_item_bytes: int, cap: int = 16, share: float = 0.5) -> int:
     """How many batch rows fit in ``share`` of the free memory (1 to ``cap``)."""
     return max(1, min(cap, int(free_bytes * share) // max(1, per_item_bytes)))
@@ -317,12 +324,9 @@ class Translator:
             reset = [s.cut or b not in state for b, s in zip(active, rows)]
             temporal = {"reset": torch.tensor(reset, device=self.device)}
             if not all(reset):
-                # Rows that start a shot get zeros: the model ignores their past (reset).
-                blank_x, blank_y = (torch.zeros_like(t) for t in next(iter(state.values())))
-                temporal["x_prev"] = torch.cat([state[b][0] if b in state else blank_x for b in active])
-                temporal["y_prev"] = torch.cat([state[b][1] if b in state else blank_y for b in active])
+                temporal["x_prev"], temporal["y_prev"] = self._gather_state(state, active)
                 if self.flow_source == "dis":
-                    temporal["flow"], temporal["valid"] = self._gather_flows(rows, reset, blank_y.shape[-2:])
+                    temporal["flow"], temporal["valid"] = self._gather_flows(rows, reset, temporal["y_prev"].shape[-2:])
             y, x = self._run_model([s.inp for s in rows], **temporal)
             y_model = self._model_size(y, x)
             for i, b in enumerate(active):
@@ -331,6 +335,18 @@ class Translator:
                 if step.keep:
                     yield b, step.frame, to_uint8(y[i : i + 1])[0]
 
+    @staticmethod
+    def _gather_state(state: dict[int, tuple[torch.Tensor, torch.Tensor]], active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_prev, y_prev)`` of a batch; zeros for rows without a past (the model ignores the
+        past of a row that starts a shot).  One row (the usual CPU case) is used as it is: no
+        copy, no zeros."""
+        if len(active) == 1:
+            return state[active[0]]
+        x0, y0 = next(iter(state.values()))
+        rows = [state.get(b) for b in active]
+        blank = (torch.zeros_like(x0), torch.zeros_like(y0)) if None in rows else None
+        return tuple(torch.cat([(r or blank)[i] for r in rows]) for i in (0, 1))
+
     def _gather_flows(self, rows: list[_Step], reset: list[bool], size) -> tuple[torch.Tensor, torch.Tensor]:
         """The DIS flows and validity maps of a batch; zeros for rows that start a shot."""
         flows, valids = [], []
@@ -338,6 +354,8 @@ class Translator:
             flow, valid = step.flow.result() if not r else (torch.zeros(1, 2, *size), torch.zeros(1, 1, *size))
             flows.append(flow)
             valids.append(valid)
+        if len(rows) == 1:
+            return flows[0].to(self.device), valids[0].to(self.device)
         return torch.cat(flows).to(self.device), torch.cat(valids).to(self.device)
 
     def _model_size(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -373,7 +391,9 @@ class Translator:
                     total = len(timestamps)
                 segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, 1 << 62)]
                 self.stats.segments = self.stats.batch = len(segments)
-                pool = stack.enter_context(ThreadPoolExecutor(self.flow_workers, thread_name_prefix="v2v-flow"))
+                pool = stack.enter_context(
+                    ThreadPoolExecutor(self.flow_workers, thread_name_prefix="v2v-flow", initializer=_one_torch_thread)
+                )
                 streams = []
                 for i, segment in enumerate(segments):
                     frames = source if i == 0 else stack.enter_context(

@@ -241,6 +241,7 @@ class TemporalGenerator(nn.Module):
         reset = self._reset_flags(reset, y_prev, b, x.device)
         cont = (~reset).view(b, 1, 1, 1)  # True where the element continues its shot
         keep = cont.to(x.dtype)
+        some_reset = bool(reset.any())  # else the masking below is the identity: skipped
 
         if bool(reset.all()):
             flow = x.new_zeros(b, 2, h, w)
@@ -259,25 +260,29 @@ class TemporalGenerator(nn.Module):
                 raise ValueError(
                     f"expected valid of shape {(b, 1, h, w)}, got {tuple(valid.shape)}"
                 )
-            # Zero what a reset element must not see (its "previous" frame is another shot);
-            # torch.where rather than a product so that garbage (even NaN) there cannot leak.
-            flow = torch.where(cont, flow, 0.0)
-            valid = torch.where(cont, valid, 0.0)
-            warped = torch.where(cont, warp(y_prev, flow), 0.0)
+            warped = warp(y_prev, flow)
+            if some_reset:
+                # Zero what a reset element must not see (its "previous" frame is another shot);
+                # torch.where rather than a product so that garbage (even NaN) cannot leak.
+                flow = torch.where(cont, flow, 0.0)
+                valid = torch.where(cont, valid, 0.0)
+                warped = torch.where(cont, warped, 0.0)
 
         inputs = [x]
         if self.use_prev_input:
-            inputs.append(
-                x.new_zeros(x.shape) if x_prev is None else torch.where(cont, x_prev, 0.0)
-            )
+            if x_prev is None:
+                inputs.append(x.new_zeros(x.shape))
+            else:
+                inputs.append(torch.where(cont, x_prev, 0.0) if some_reset else x_prev)
         inputs += [warped, flow / self.flow_norm, valid]
         padded, pads = pad_to_multiple(torch.cat(inputs, dim=1), self.multiple, self.pad_mode)
         logits = crop_pad(self.body(padded), pads)
         image = to_image(logits[:, :3], x, self.residual)
         mask = torch.sigmoid(logits[:, 3:])
-        # m = 1 at a reset; written as a blend (not torch.where) so the head stays in the graph.
-        mask = mask * keep + (1.0 - keep)
-        out = mask * image + (1.0 - mask) * warped
+        if some_reset:
+            # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
+            mask = mask * keep + (1.0 - keep)
+        out = torch.lerp(warped, image, mask)  # m * image + (1 - m) * warped
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
