@@ -108,6 +108,7 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
         ("unwritable", "cannot create output folder"),
         ("same_as_input", "is the input"),
         ("unknown_weights", "unknown weights 'nonesuch'"),
+        ("bad_workers", "workers=0 is not a positive whole number"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
@@ -121,6 +122,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "unwritable": [clip, f"output={clip}/sub/out.mp4"],
         "same_as_input": [clip, f"output={clip}"],
         "unknown_weights": [clip, "weights=nonesuch"],
+        "bad_workers": [clip, "workers=0"],
     }[case]
     if case != "unknown_weights":
         args.append(f"weights={weights['framewise']}")

@@ -53,6 +53,48 @@ def test_temporal_segments_match_sequential_after_warmup(tmp_path):
     assert diff.max() <= 2, diff
 
 
+def test_cpu_workers_give_the_frames_of_one_worker(tmp_path):
+    """workers= only spreads the work over threads: frame-wise bit for bit; a temporal model's
+    segments give the frames they give as rows of one batch (float rounding aside)."""
+    clip = make_clip(tmp_path / "c.mkv", moving_pattern(40, 40, 56), codec="ffv1")
+    model = tiny("framewise")
+    one, _ = translate(model, clip, tmp_path / "a", batch=2, workers=1)
+    three, _ = translate(model, clip, tmp_path / "b", batch=2, workers=3)
+    assert np.array_equal(one, three)
+    model = tiny("temporal")
+    rows, s1 = translate(model, clip, tmp_path / "c", batch=3, warmup=5, workers=1)
+    threads, s3 = translate(model, clip, tmp_path / "d", batch=3, warmup=5, workers=3)
+    assert s1.segments == s3.segments == 3 and s3.frames == 40
+    assert np.abs(rows.astype(int) - threads.astype(int)).max() <= 1
+
+
+class _FailsAtCall(torch.nn.Module):
+    """Wraps a generator; its ``n``-th forward pass raises."""
+
+    def __init__(self, model, n):
+        super().__init__()
+        self.model, self.n, self.calls = model, n, 0
+        self.flow_source = getattr(model, "flow_source", "none")
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise RuntimeError("boom")
+        return self.model(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["framewise", "temporal"])
+def test_an_error_in_a_worker_stops_the_run_and_every_thread(tmp_path, name):
+    import threading
+
+    clip = make_clip(tmp_path / "c.mkv", moving_pattern(40, 40, 56), codec="ffv1")
+    model = _FailsAtCall(tiny(name), 7)
+    with pytest.raises(RuntimeError, match="boom"):
+        translate(model, clip, tmp_path / "out.mkv", batch=2, workers=2)
+    assert not (tmp_path / "out.mkv").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("v2v-model")]
+
+
 def test_scene_cut_resets_state(tmp_path):
     a = moving_pattern(6, 40, 56, seed=1)
     b = 255 - moving_pattern(6, 40, 56, seed=2)

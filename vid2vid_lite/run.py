@@ -59,17 +59,17 @@ def side_by_side_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}_sbs{output.suffix}" if is_video_path(output) else f"{output.name}_sbs")
 
 
-def pick_batch(value) -> int | str:
-    """``auto`` (the translator measures it) or a positive whole number."""
+def positive_or_auto(key: str, value) -> int | str:
+    """``batch=`` / ``workers=``: ``auto`` (the translator picks) or a positive whole number."""
     if str(value) == "auto":
         return "auto"
     try:
-        batch = int(value)
-    except ValueError:
-        batch = 0
-    if batch < 1:
-        raise UserError(f"batch={value} is not a positive whole number (or auto)")
-    return batch
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise UserError(f"{key}={value} is not a positive whole number (or auto)")
+    return number
 
 
 def translate(cfg: DictConfig) -> Path:
@@ -82,9 +82,9 @@ def translate(cfg: DictConfig) -> Path:
     model, config = load_generator(str(cfg.weights), device)
     task = get_task(config.get("task", "restore"))
     translator = Translator(
-        model, task, device, batch=pick_batch(cfg.batch), warmup=cfg.warmup,
+        model, task, device, batch=positive_or_auto("batch", cfg.batch), warmup=cfg.warmup,
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
-        flow_preset=cfg.flow_preset, compile=cfg.compile,
+        flow_preset=cfg.flow_preset, compile=cfg.compile, workers=positive_or_auto("workers", cfg.workers),
     )
     with open_source(Path(str(cfg.input)).expanduser()) as source:
         info = source.info

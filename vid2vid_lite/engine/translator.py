@@ -12,12 +12,21 @@ previous output, so consecutive frames cannot share a batch; instead the video i
 no seam shows.  The first segment is encoded straight into the output; the others go to
 lossless FFV1 files beside it (bounded memory) and are appended in order at the end.  The
 recurrent state also resets at scene cuts (``scene_cut``).
+
+On the CPU the model runs in ``workers`` threads, each with its share of the cores: a frame-wise
+model translates ``workers`` batches at once, a temporal model's segments are spread over the
+workers.  Independent forward passes on one core each beat one pass spread over every core,
+whose OpenMP threads wait for each other at every layer (and for any core the decode, encode
+and flow threads take): on this project's 2-core machine 1.4x the model throughput
+(docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -79,6 +88,12 @@ def autocast_for(device: torch.device, precision: str):
     if precision not in ("bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
+
+
+def cpu_workers(cores: int | None = None) -> int:
+    """``workers="auto"`` on the CPU: one model thread a core, at most 4 (beyond that each
+    worker gets several cores)."""
+    return max(1, min(4, cores or os.cpu_count() or 1))
 
 
 def _one_torch_thread() -> None:
@@ -162,7 +177,7 @@ class _Outputs:
                 self.side.put(self.pair(frame, image), frame.pts)
             return
         path, sink, writer, pts = self.parts[segment - 1]
-        writer.put(self.pair(frame, image), None)
+        writer.put(self.pair(frame, image) if self.side is not None else image, None)
         pts.append(frame.pts)
 
     def finish(self) -> None:
@@ -171,10 +186,12 @@ class _Outputs:
             sink.close()
             with open_source(path) as part:
                 for frame, stamp in zip(part, pts):
+                    if self.side is None:
+                        self.main.put(frame.image, stamp)
+                        continue
                     source, image = np.split(frame.image, 2, axis=1)
                     self.main.put(np.ascontiguousarray(image), stamp)
-                    if self.side is not None:
-                        self.side.put(frame.image, stamp)
+                    self.side.put(frame.image, stamp)
             path.unlink()
         self.main.finish()
         if self.side is not None:
@@ -203,6 +220,10 @@ class Translator:
         flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
         compile: wrap the model in ``torch.compile``.
         flow_workers: DIS threads (None: half the cores, 1 to 4).
+        workers: model threads on the CPU (``"auto"``: :func:`cpu_workers`; always 1 on CUDA,
+            where ``batch`` does this job); each uses ``cores // workers`` torch threads.
+            Frame-wise: batches translated at once.  Temporal: with ``batch="auto"`` the video
+            is cut into ``workers`` segments; the segments are spread over the workers.
     """
 
     def __init__(
@@ -218,6 +239,7 @@ class Translator:
         flow_preset: str | None = None,
         flow_workers: int | None = None,
         compile: bool = False,
+        workers: int | str = "auto",
     ) -> None:
         model = model.eval().to(device)
         if device.type == "cuda":
@@ -236,6 +258,10 @@ class Translator:
         self.flow = DISFlow(preset)
         # DIS threads: half the cores (1 on a 2-core machine, where the model needs the rest).
         self.flow_workers = flow_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
+        if device.type != "cpu":
+            self.workers = 1
+        else:
+            self.workers = cpu_workers() if str(workers) == "auto" else max(1, int(workers))
 
     @property
     def temporal(self) -> bool:
@@ -245,7 +271,7 @@ class Translator:
         """``batch="auto"``: the batch that fits in half the free CUDA memory, from the peak
         memory of one forward pass of one frame at this video's size."""
         if self.device.type != "cuda":
-            return 1
+            return self.workers if self.temporal else 1  # CPU: one segment a worker
         frame = np.zeros((info.height, info.width, 3), np.uint8)
         inp = self.task.model_input(frame)
         torch.cuda.synchronize(self.device)
@@ -277,10 +303,28 @@ class Translator:
     # -- frame-wise ----------------------------------------------------------------------
     def _framewise(self, source: Source) -> Iterator[tuple[int, Frame, np.ndarray]]:
         frames = iter(source)
-        while batch := list(itertools.islice(frames, self.batch)):
-            y, _ = self._run_model([self.task.model_input(f.image) for f in batch])
-            for frame, image in zip(batch, to_uint8(y)):
-                yield 0, frame, image
+        batches = iter(lambda: list(itertools.islice(frames, self.batch)), [])
+        if self.workers == 1:
+            for batch in batches:
+                yield from self._framewise_batch(batch)
+            return
+        # Batches in flight on the workers, handed on in order; workers + 1 keeps them all busy.
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="v2v-model", initializer=self._worker_threads) as pool:
+            ahead: deque = deque()
+            for batch in batches:
+                ahead.append(pool.submit(self._framewise_batch, batch))
+                if len(ahead) > self.workers:
+                    yield from ahead.popleft().result()
+            while ahead:
+                yield from ahead.popleft().result()
+
+    def _framewise_batch(self, batch: list[Frame]) -> list[tuple[int, Frame, np.ndarray]]:
+        y, _ = self._run_model([self.task.model_input(f.image) for f in batch])
+        return [(0, frame, image) for frame, image in zip(batch, to_uint8(y))]
+
+    def _worker_threads(self) -> None:
+        """A model worker's torch threads: its share of the cores (the setting is per thread)."""
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.workers))
 
     # -- temporal ------------------------------------------------------------------------
     def _steps(self, frames: Iterator[Frame], segment: Segment, pool: ThreadPoolExecutor) -> Iterator[_Step]:
@@ -310,6 +354,56 @@ class Translator:
             h, w = processing_size(*current.shape[:2], self.resize)
             current, previous = (cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in (current, previous))
         return self.flow.backward_with_validity(current, previous)
+
+    def _temporal_on_workers(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
+        """Segments spread over the worker threads in contiguous groups (each group one batch);
+        their frames are handed on as they come, each with its segment's index."""
+        threads = min(self.workers, len(streams))
+        if threads == 1:
+            yield from self._temporal(streams)
+            return
+        bounds = [round(i * len(streams) / threads) for i in range(threads + 1)]
+        results: queue.Queue = queue.Queue(maxsize=4 * threads)
+        stop = threading.Event()
+        done = object()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    results.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work(first: int, group: list[Iterator[_Step]]) -> None:
+            self._worker_threads()
+            try:
+                for b, frame, image in self._temporal(group):
+                    if not put((first + b, frame, image)):
+                        return
+                put(done)
+            except BaseException as err:  # handed to the main thread, raised there
+                put(err)
+
+        workers = [threading.Thread(target=work, args=(lo, streams[lo:hi]), name=f"v2v-model-{i}", daemon=True)
+                   for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
+        for worker in workers:
+            worker.start()
+        try:
+            finished = 0
+            while finished < threads:
+                item = results.get()
+                if item is done:
+                    finished += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            stop.set()
+            for worker in workers:
+                worker.join()
 
     def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
         """Step every segment at once: one batch row per segment still running."""
@@ -403,10 +497,12 @@ class Translator:
                     if i:
                         path = temporary_sibling(Path(sink.path).with_suffix(".mkv"))
                         path.unlink()
-                        part = VideoSink(path, width=2 * info.width * self.task.scale, height=info.height * self.task.scale,
+                        # input | output where side-by-side is asked for, else the output alone
+                        width = (2 if side_by_side else 1) * info.width * self.task.scale
+                        part = VideoSink(path, width=width, height=info.height * self.task.scale,
                                          codec="ffv1", pix_fmt="bgr0", fps=info.fps)
                         outputs.parts.append((path, part, BackgroundWriter(part.write), []))
-                steps = self._temporal(streams)
+                steps = self._temporal_on_workers(streams)
             try:
                 with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
                     for segment, frame, image in steps:
@@ -415,6 +511,7 @@ class Translator:
                         bar.update(1)
                     outputs.finish()
             except BaseException:
+                steps.close()  # stops the worker threads before the readers close
                 outputs.discard()
                 raise
         self.stats.seconds = time.perf_counter() - start
