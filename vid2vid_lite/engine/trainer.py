@@ -465,7 +465,7 @@ class Trainer:
         self.init_from = init_from
         self.loss_w = {k: float(lw.get(k, 0.0) or 0.0) for k in ("l1", "gan", "fm", "warp", "flow", "mask", "temporal_gan", "vgg")}
         # No GAN, feature-matching or D_T term: the discriminators are kept (checkpoints keep one
-        # layout) but never trained, which makes an L1-only step about twice as fast.
+        # layout) but never trained, which saves their forward and backward passes.
         self.adversarial = bool(self.loss_w["gan"] or self.loss_w["fm"] or self.DT is not None)
         try:
             self.gan = GANLoss(str(lw.gan_mode))
