@@ -9,7 +9,7 @@
 #   python3 -m pip download --no-deps -d .whl scikit-video==1.1.11
 #   python3 -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3   # sdist only: built here
 # then call the device tool with carry [".whl"] and the command `bash tools/gpu_session.sh`
-# (about 6 minutes on an H100).  Back in $OUT: nvidia-smi.txt, bench_cuda.json,
+# (its two steps time out after 150 and 330 s).  Back in $OUT: nvidia-smi.txt, bench_cuda.json,
 # gpu_check.json, session.log and logs.tar.gz (every command's own log).
 set -u -o pipefail
 OUT=${OUT:-runs/gpu_session}
