@@ -16,9 +16,9 @@ recurrent state also resets at scene cuts (``scene_cut``).
 On the CPU the model runs in ``workers`` threads, each with its share of the cores: a frame-wise
 model translates ``workers`` batches at once, a temporal model's segments are spread over the
 workers.  Independent forward passes on one core each beat one pass spread over every core,
-whose OpenMP threads wait for each other at every layer (and for any core the decode, encode
-and flow threads take): on this project's 2-core machine 1.4x the model throughput
-(docs/BENCHMARKS.md).
+whose OpenMP threads wait for each other at every layer, and for any core that the decode,
+encode and flow threads take: on this project's 2-core machine ``run`` is 1.26-1.36x faster
+end to end with 2 workers than with 1 (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
