@@ -95,6 +95,18 @@ def test_an_error_in_a_worker_stops_the_run_and_every_thread(tmp_path, name):
     assert not [t for t in threading.enumerate() if t.name.startswith("v2v-model")]
 
 
+@pytest.mark.parametrize("name", ["framewise", "temporal"])
+def test_bf16_autocast_runs_and_stays_close_to_fp32(tmp_path, name):
+    """The mixed-precision path (on CUDA by default) through CPU autocast: mixed dtypes must
+    meet without errors, and bf16 must not change the frames much."""
+    clip = make_clip(tmp_path / "c.mkv", moving_pattern(12, 40, 56), codec="ffv1")
+    model = tiny(name)
+    fp32, _ = translate(model, clip, tmp_path / "a", precision="fp32")
+    bf16, _ = translate(model, clip, tmp_path / "b", precision="bf16")
+    assert bf16.shape == fp32.shape
+    assert np.abs(bf16.astype(int) - fp32.astype(int)).mean() < 3
+
+
 def test_scene_cut_resets_state(tmp_path):
     a = moving_pattern(6, 40, 56, seed=1)
     b = 255 - moving_pattern(6, 40, 56, seed=2)

@@ -282,7 +282,7 @@ class TemporalGenerator(nn.Module):
         if some_reset:
             # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
             mask = mask * keep + (1.0 - keep)
-        out = torch.lerp(warped, image, mask)  # m * image + (1 - m) * warped
+        out = mask * image + (1.0 - mask) * warped  # not torch.lerp: it refuses mixed dtypes (autocast)
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
