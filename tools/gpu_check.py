@@ -37,6 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from vid2vid_lite.io import read_video  # noqa: E402
 
+from benchmark import make_clip  # noqa: E402  (tools/ is on sys.path when this runs as a script)
+
 
 class Checks:
     """Runs commands, records each check's result in ``results``."""
@@ -81,13 +83,6 @@ def frame_differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Max absolute difference of each frame pair, in grey levels."""
     assert a.shape == b.shape, (a.shape, b.shape)
     return np.abs(a.astype(np.int16) - b.astype(np.int16)).reshape(len(a), -1).max(axis=1)
-
-
-def make_clip(path: Path, width: int, height: int, seconds: float) -> Path:
-    sys.path.insert(0, str(ROOT / "tools"))
-    from benchmark import make_clip as pan_clip
-
-    return pan_clip(path, width, height, seconds)
 
 
 def main() -> None:

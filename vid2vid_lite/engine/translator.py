@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -44,7 +42,7 @@ from tqdm import tqdm
 
 from ..datasets.tasks import Task
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
-from ..io.base import BackgroundWriter, temporary_sibling
+from ..io.base import BackgroundWriter, Prefetcher, temporary_sibling
 from ..io.video import VideoSink
 from ..nn.flow import DISFlow
 from ..scene import SceneCutDetector
@@ -94,13 +92,6 @@ def cpu_workers(cores: int | None = None) -> int:
     """``workers="auto"`` on the CPU: one model thread a core, at most 4 (beyond that each
     worker gets several cores)."""
     return max(1, min(4, cores or os.cpu_count() or 1))
-
-
-def _one_torch_thread() -> None:
-    """Flow workers run their few torch ops (the occlusion test) on one thread: with OpenMP each
-    calling thread would start a team as large as the model's and the two teams would fight over
-    the cores (the setting is per thread; the model's thread keeps its own)."""
-    torch.set_num_threads(1)
 
 
 def batch_for_memory(free_bytes: int, per_item_bytes: int, cap: int = 16, share: float = 0.5) -> int:
@@ -267,9 +258,10 @@ class Translator:
     def temporal(self) -> bool:
         return self.flow_source != "none"
 
-    def _measure_batch(self, info: VideoInfo) -> int:
-        """``batch="auto"``: the batch that fits in half the free CUDA memory, from the peak
-        memory of one forward pass of one frame at this video's size."""
+    def _auto_batch(self, info: VideoInfo) -> int:
+        """``batch="auto"``: on CUDA the batch that fits in half the free memory, from the peak
+        memory of one forward pass of one frame at this video's size; on the CPU one segment a
+        worker for a temporal model, 1 for a frame-wise one."""
         if self.device.type != "cuda":
             return self.workers if self.temporal else 1  # CPU: one segment a worker
         frame = np.zeros((info.height, info.width, 3), np.uint8)
@@ -363,47 +355,21 @@ class Translator:
             yield from self._temporal(streams)
             return
         bounds = [round(i * len(streams) / threads) for i in range(threads + 1)]
-        results: queue.Queue = queue.Queue(maxsize=4 * threads)
-        stop = threading.Event()
-        done = object()
 
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    results.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+        def group(first: int, members: list[Iterator[_Step]]):
+            def produce() -> Iterator[tuple[int, Frame, np.ndarray]]:
+                self._worker_threads()
+                for b, frame, image in self._temporal(members):
+                    yield first + b, frame, image
 
-        def work(first: int, group: list[Iterator[_Step]]) -> None:
-            self._worker_threads()
-            try:
-                for b, frame, image in self._temporal(group):
-                    if not put((first + b, frame, image)):
-                        return
-                put(done)
-            except BaseException as err:  # handed to the main thread, raised there
-                put(err)
+            return produce
 
-        workers = [threading.Thread(target=work, args=(lo, streams[lo:hi]), name=f"v2v-model-{i}", daemon=True)
-                   for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
-        for worker in workers:
-            worker.start()
+        merged = Prefetcher([group(lo, streams[lo:hi]) for lo, hi in zip(bounds, bounds[1:])],
+                            maxsize=4 * threads, name="v2v-model")
         try:
-            finished = 0
-            while finished < threads:
-                item = results.get()
-                if item is done:
-                    finished += 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
+            yield from merged
         finally:
-            stop.set()
-            for worker in workers:
-                worker.join()
+            merged.close()
 
     def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
         """Step every segment at once: one batch row per segment still running."""
@@ -481,7 +447,7 @@ class Translator:
     def _translate(self, source: Source, sink, side_by_side, progress: bool) -> TranslateStats:
         info: VideoInfo = source.info
         if str(self.batch_spec) == "auto":
-            self.batch = self._measure_batch(info)
+            self.batch = self._auto_batch(info)
         self.stats = TranslateStats()
         start = time.perf_counter()
         outputs = _Outputs(BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
@@ -496,9 +462,12 @@ class Translator:
                     total = len(timestamps)
                 segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, 1 << 62)]
                 self.stats.segments = self.stats.batch = len(segments)
-                pool = stack.enter_context(
-                    ThreadPoolExecutor(self.flow_workers, thread_name_prefix="v2v-flow", initializer=_one_torch_thread)
-                )
+                # The flow workers' few torch ops (the occlusion test) run on one thread: with
+                # OpenMP each calling thread would start a team as large as the model's, and the
+                # teams would fight over the cores (the setting is per thread).
+                pool = stack.enter_context(ThreadPoolExecutor(
+                    self.flow_workers, thread_name_prefix="v2v-flow", initializer=torch.set_num_threads, initargs=(1,)
+                ))
                 streams = []
                 for i, segment in enumerate(segments):
                     frames = source if i == 0 else stack.enter_context(

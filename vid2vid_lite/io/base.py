@@ -7,7 +7,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -67,15 +67,26 @@ class Prefetcher:
     """Run ``produce`` in a daemon thread and hand its items over through a bounded queue.
 
     Memory stays bounded by ``maxsize`` items whatever the stream length.  An exception in the
-    producer is re-raised in the consumer, after the items produced before it.
+    producer is re-raised in the consumer, after the items produced before it.  A sequence of
+    producers runs each in a thread of its own, all feeding the one queue: their items are
+    merged in the order they arrive, and iteration ends when every producer has ended.
     """
 
-    def __init__(self, produce: Callable[[], Iterator], maxsize: int = 8, name: str = "v2v-prefetch"):
-        self._produce = produce
+    def __init__(
+        self,
+        produce: Callable[[], Iterator] | Sequence[Callable[[], Iterator]],
+        maxsize: int = 8,
+        name: str = "v2v-prefetch",
+    ):
+        producers = list(produce) if isinstance(produce, Sequence) else [produce]
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(p,), name=name if len(producers) == 1 else f"{name}-{i}", daemon=True)
+            for i, p in enumerate(producers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():
@@ -86,9 +97,9 @@ class Prefetcher:
                 continue
         return False
 
-    def _run(self) -> None:
+    def _run(self, produce: Callable[[], Iterator]) -> None:
         try:
-            for item in self._produce():
+            for item in produce():
                 if not self._put(item):
                     return
             self._put(_End)
@@ -96,17 +107,20 @@ class Prefetcher:
             self._put(err)
 
     def __iter__(self) -> Iterator:
-        while True:
+        running = len(self._threads)
+        while running:
             item = self._queue.get()
             if item is _End:
-                return
-            if isinstance(item, BaseException):
+                running -= 1
+            elif isinstance(item, BaseException):
                 raise item
-            yield item
+            else:
+                yield item
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
 
 class AtomicSink:
