@@ -144,6 +144,20 @@ def test_an_l1_only_run_never_trains_the_discriminator(tmp_path, clip, cache):
     assert "g_l1" in losses and not any(k.startswith("d_") for k in losses)
 
 
+def test_a_temporal_run_without_image_gan_trains_only_the_temporal_discriminator(tmp_path, clip, cache):
+    """loss.gan=0 loss.fm=0 with D_T: the image D takes no step, D_T does."""
+    run_dir = tmp_path / "dt-only"
+    result = train(*SMOKE, f"data.train={clip}", f"data.cache_dir={cache}", "model=temporal", "loss.gan=0", "loss.fm=0",
+                   f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    state = states(run_dir)
+    n_image_d = sum(1 for k in state["discriminator"] if k.endswith(("weight", "bias")))
+    stepped = set(state["optim_d"]["state"])  # indices into D's parameters, then D_T's
+    assert stepped and min(stepped) >= n_image_d
+    losses = json.loads((run_dir / "metrics.json").read_text())["losses"]
+    assert "dt_fake" in losses and "d_fake" not in losses
+
+
 def test_two_ddp_processes_stay_in_sync_and_match_one_process(tmp_path, clip, cache):
     """torchrun with 2 CPU processes (gloo), global batch 2, against 1 process with batch 2.
     SGD keeps the comparison tight: its update is linear in the gradient (Adam would amplify

@@ -464,9 +464,11 @@ class Trainer:
             raise UserError(f"model config: {err}") from None
         self.init_from = init_from
         self.loss_w = {k: float(lw.get(k, 0.0) or 0.0) for k in ("l1", "gan", "fm", "warp", "flow", "mask", "temporal_gan", "vgg")}
-        # No GAN, feature-matching or D_T term: the discriminators are kept (checkpoints keep one
-        # layout) but never trained, which saves their forward and backward passes.
-        self.adversarial = bool(self.loss_w["gan"] or self.loss_w["fm"] or self.DT is not None)
+        # A discriminator that no loss uses is kept (checkpoints keep one layout) but never
+        # trained, which saves its forward and backward passes: the image D without a GAN or
+        # feature-matching term, both without D_T as well (L1-only runs).
+        self.image_adversarial = bool(self.loss_w["gan"] or self.loss_w["fm"])
+        self.adversarial = self.image_adversarial or self.DT is not None
         try:
             self.gan = GANLoss(str(lw.gan_mode))
         except ValueError as err:
@@ -740,10 +742,11 @@ class Trainer:
 
     def _d_losses(self, b: dict, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         x, y = b["x"], b["y"]
-        n = x.shape[0] * x.shape[1]
-        pred = self.D_step(torch.cat([_flat(fake), _flat(y)]), torch.cat([_flat(x), _flat(x)]))
-        p_fake, p_real = _split(pred, n)
-        losses = {"d_fake": self.gan(p_fake, False), "d_real": self.gan(p_real, True)}
+        losses: dict[str, torch.Tensor] = {}
+        if self.image_adversarial:
+            pred = self.D_step(torch.cat([_flat(fake), _flat(y)]), torch.cat([_flat(x), _flat(x)]))
+            p_fake, p_real = _split(pred, x.shape[0] * x.shape[1])
+            losses = {"d_fake": self.gan(p_fake, False), "d_real": self.gan(p_real, True)}
         if self._use_dt(x):
             flows, fwd = torch.cat([b["flow"], b["flow"]]), torch.cat([b["flow_fwd"], b["flow_fwd"]])
             pred_t = self.DT_step(torch.cat([fake, y]), torch.cat([x, x]), flows, fwd)
@@ -798,12 +801,13 @@ class Trainer:
             self.opt_d.zero_grad(set_to_none=True)
             with self._autocast():
                 d_losses = self._d_losses(b, fake.detach())
-            loss_d = 0.5 * (d_losses["d_fake"] + d_losses["d_real"])
-            if "dt_fake" in d_losses:
-                loss_d = loss_d + 0.5 * self.loss_w["temporal_gan"] * (d_losses["dt_fake"] + d_losses["dt_real"])
-            self.scaler_d.scale(loss_d).backward()
-            self.scaler_d.step(self.opt_d)
-            self.scaler_d.update()
+            weights = {"d": 1.0, "dt": self.loss_w["temporal_gan"]}
+            terms = [0.5 * w * (d_losses[f"{k}_fake"] + d_losses[f"{k}_real"]) for k, w in weights.items() if f"{k}_fake" in d_losses]
+            if terms:  # none when only D_T is trained and the clip is shorter than it needs
+                loss_d = sum(terms)
+                self.scaler_d.scale(loss_d).backward()
+                self.scaler_d.step(self.opt_d)
+                self.scaler_d.update()
             self.sched_d.step()
 
         # G: everything else, against the updated D

@@ -8,6 +8,8 @@ pixel ``p`` of frame t is found at ``p + flow[p]`` in frame t-1.  So
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +36,20 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> tor
     return torch.stack((xs, ys)).unsqueeze(0)
 
 
+@functools.lru_cache(maxsize=16)
+def _grid_constants(height: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The identity sampling grid ``(1, H, W, 2)`` in ``grid_sample``'s ``[-1, 1]`` units and
+    the pixels -> units scale ``(2,)`` per axis ``(x, y)``, for ``align_corners=True``: pixel
+    ``x`` maps to ``2x / (W - 1) - 1`` (``max(…, 1)`` keeps 1-pixel sizes finite).
+
+    Cached, as they are the same for every frame of a video; made outside any inference mode so
+    that training may use them too."""
+    with torch.inference_mode(False), torch.no_grad():
+        scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=device, dtype=dtype)
+        base = pixel_grid(height, width, device=device, dtype=dtype).permute(0, 2, 3, 1) * scale - 1.0
+    return base.contiguous(), scale
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Backward-warp ``image`` (B, C, H, W) by ``flow`` (B, 2, H, W) in pixels.
 
@@ -44,12 +60,10 @@ def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> tor
     """
     _check_flow(image, flow)
     _, _, h, w = image.shape
-    coords = pixel_grid(h, w, device=flow.device, dtype=flow.dtype) + flow
-    # Normalise to [-1, 1] for align_corners=True; max(…, 1) keeps 1-pixel sizes finite.
-    gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
-    gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
-    grid = torch.stack((gx, gy), dim=-1).to(image.dtype)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+    base, scale = _grid_constants(h, w, flow.device, flow.dtype)
+    # base + flow * scale in one fused op, straight into grid_sample's (B, H, W, 2) layout.
+    grid = torch.addcmul(base, flow.permute(0, 2, 3, 1), scale)
+    return F.grid_sample(image, grid.to(image.dtype), mode=mode, padding_mode="border", align_corners=True)
 
 
 def occlusion_mask(
@@ -65,13 +79,16 @@ def occlusion_mask(
     """
     fwd_at_t = warp(flow_fwd, flow_bwd)
 
-    def sq(v: torch.Tensor) -> torch.Tensor:  # squared norm over the 2 flow channels
-        return v[:, 0:1].square() + v[:, 1:2].square()
+    def sq(v: torch.Tensor) -> torch.Tensor:  # squared norm over the flow channels (B, 1, H, W)
+        return v.square().sum(dim=1, keepdim=True)
 
-    occluded = sq(flow_bwd + fwd_at_t) > 0.01 * (sq(flow_bwd) + sq(fwd_at_t)) + 0.5
+    bwd_sq = sq(flow_bwd)
+    occluded = sq(flow_bwd + fwd_at_t) > 0.01 * (bwd_sq + sq(fwd_at_t)) + 0.5
     if motion_boundaries:
-        # Forward differences, zero at the last row/column (as in the reference MATLAB code).
-        du = F.pad(flow_bwd[..., :, 1:] - flow_bwd[..., :, :-1], (0, 1, 0, 0))
-        dv = F.pad(flow_bwd[..., 1:, :] - flow_bwd[..., :-1, :], (0, 0, 0, 1))
-        occluded |= sq(du) + sq(dv) > 0.01 * sq(flow_bwd) + 0.002
+        # |du|² + |dv|², forward differences, zero at the last row/column (as in the reference
+        # MATLAB code); summed in place to keep the temporaries few (this runs on every frame).
+        grad_sq = torch.zeros_like(bwd_sq)
+        grad_sq[..., :, :-1] += sq(flow_bwd[..., :, 1:] - flow_bwd[..., :, :-1])
+        grad_sq[..., :-1, :] += sq(flow_bwd[..., 1:, :] - flow_bwd[..., :-1, :])
+        occluded |= grad_sq > 0.01 * bwd_sq + 0.002
     return (~occluded).to(flow_bwd.dtype)
