@@ -39,6 +39,7 @@ import torch
 
 from vid2vid_lite.checkpoint import bundled_names, load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
+from vid2vid_lite.engine.allocator import keep_freed_memory
 from vid2vid_lite.engine.translator import cpu_workers
 from vid2vid_lite.io import write_video
 from vid2vid_lite.nn import build_generator
@@ -204,6 +205,7 @@ def main() -> None:
     parser.add_argument("--cuda", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
+    keep_freed_memory()  # as `run` does: model-only and end-to-end run under the same allocator
     if args.cuda:
         results = cuda_benchmark()
     else:

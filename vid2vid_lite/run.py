@@ -22,6 +22,7 @@ from .checkpoint import load_generator
 from .cli import lift_positional, pick_device
 from .datasets.tasks import get_task
 from .demo import run_demo
+from .engine.allocator import keep_freed_memory
 from .engine.translator import Translator
 from .errors import UserError, report_user_errors
 from .io import VideoInfo, is_video_path, open_sink, open_source
@@ -123,6 +124,7 @@ def translate(cfg: DictConfig) -> Path:
 @report_user_errors
 def main(cfg: DictConfig) -> None:
     warnings.filterwarnings("ignore", module="torch")  # keep user output readable
+    keep_freed_memory()  # per-frame activations reuse memory instead of new zeroed pages
     if cfg.input is None:
         run_demo(cfg, translate)  # no input: the demo (other options, e.g. device=, apply)
     else:

@@ -28,7 +28,10 @@ from .errors import report_user_errors
 @report_user_errors
 def main(cfg: DictConfig) -> float | None:
     warnings.filterwarnings("ignore", module="torch")  # keep user output readable
+    from .engine.allocator import keep_freed_memory
     from .engine.trainer import Stopped, train  # torch and friends load after argument parsing
+
+    keep_freed_memory()  # per-step activations reuse memory instead of new zeroed pages
 
     try:
         metrics = train(cfg, HydraConfig.get().runtime.output_dir)
