@@ -254,3 +254,49 @@ def test_prefetcher_merges_several_producers_and_raises_their_errors():
         list(merged)
     merged.close()
     assert not any(t.is_alive() for t in merged._threads)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm", "frames"])
+def test_parts_encoded_apart_join_into_one_output(tmp_path, suffix):
+    """A sink's parts (later segments, written at the same time) appended in order give the
+    frames and timestamps of one sink (variable frame rate, audio kept); no temporary is left."""
+    pts = [0, 1, 2, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 18, 19]  # irregular: variable frame rate
+    frames = moving_pattern(len(pts), 48, 64)
+    clip = make_clip(tmp_path / "vfr.mp4", frames, fps=25, pts=pts, audio="aac")
+    out = tmp_path / ("out" if suffix == "frames" else f"out{suffix}")
+    with open_source(clip) as source:
+        decoded = list(source)
+        with open_sink(out, like=source.info) as sink:
+            parts = [sink.part(), sink.part()]
+            for writer, chunk in zip([sink, *parts], (decoded[:4], decoded[4:9], decoded[9:])):
+                for frame in chunk:
+                    writer.write(frame.image, frame.pts)
+            for part in parts:
+                part.close()
+                sink.append(part)
+            if suffix != "frames":
+                with pytest.raises(ValueError, match="parts appended"):
+                    sink.write(decoded[0].image, 10**6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["vfr.mp4", out.name])
+    got, times = read_video(out)
+    assert len(got) == len(frames)
+    # Lossy encodes of a smooth pattern; a part that did not join would decode as garbage.
+    assert np.abs(got.astype(int) - np.stack([f.image for f in decoded]).astype(int)).mean() < 6
+    if suffix == ".mp4":
+        assert frame_times(out) == pytest.approx([p / 25 for p in pts], abs=1e-9)
+        assert audio_packets(out) == audio_packets(clip)
+    elif suffix != "frames":  # Matroska may shift all streams together: the intervals stay
+        assert np.diff(frame_times(out)) == pytest.approx(np.diff(pts) / 25, abs=1e-3)
+        assert len(audio_packets(out)) > 5
+
+
+def test_an_aborted_part_leaves_nothing(tmp_path, cfr_clip):
+    with open_source(cfr_clip) as source:
+        frame = next(iter(source))
+        with open_sink(tmp_path / "out.mp4", like=source.info) as sink:
+            part = sink.part()
+            part.write(frame.image, frame.pts)
+            part.abort()
+            sink.write(frame.image, frame.pts)
+    assert (tmp_path / "out.mp4").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no spool file

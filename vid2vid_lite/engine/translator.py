@@ -9,8 +9,9 @@ Frame-wise models batch ``batch`` consecutive frames.  A temporal model feeds ba
 previous output, so consecutive frames cannot share a batch; instead the video is cut into
 ``batch`` segments processed side by side as one batch.  Each segment after the first starts
 ``warmup`` frames early; those frames only warm the recurrent state up and are thrown away, so
-no seam shows.  The first segment is encoded straight into the output; the others go to
-lossless FFV1 files beside it (bounded memory) and are appended in order at the end.  The
+no seam shows.  The first segment is encoded straight into the output; each of the others is
+encoded at the same time by an encoder of its own into a packet file beside it (bounded
+memory), and the packets are appended in order at the end, without decoding or re-encoding.  The
 recurrent state also resets at scene cuts (``scene_cut``).
 
 On the CPU the model runs in ``workers`` threads, each with its share of the cores: a frame-wise
@@ -42,8 +43,7 @@ from tqdm import tqdm
 
 from ..datasets.tasks import Task
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
-from ..io.base import BackgroundWriter, Prefetcher, temporary_sibling
-from ..io.video import VideoSink
+from ..io.base import BackgroundWriter, Prefetcher
 from ..nn.flow import DISFlow
 from ..scene import SceneCutDetector
 
@@ -148,12 +148,21 @@ class _Step:
 
 @dataclass
 class _Outputs:
-    """Where translated frames go: the output (and side-by-side) writers, plus one lossless
-    temporary file per later segment, appended in order by :meth:`finish`."""
+    """Where translated frames go: the output (and side-by-side) sink through background
+    writers; each later temporal segment writes to parts of them (``sink.part()``: encoded as
+    they come, on their own threads), appended in order by :meth:`finish` without re-encoding."""
 
+    sink: object
+    side_sink: object | None
     main: BackgroundWriter
     side: BackgroundWriter | None
-    parts: list[tuple[Path, VideoSink, BackgroundWriter, list]] = field(default_factory=list)
+    parts: list[tuple] = field(default_factory=list)  # (part, writer, side part, side writer)
+
+    def add_part(self) -> None:
+        """Parts for one more later segment."""
+        part = self.sink.part()
+        side = self.side_sink.part() if self.side_sink is not None else None
+        self.parts.append((part, BackgroundWriter(part.write), side, BackgroundWriter(side.write) if side else None))
 
     @staticmethod
     def pair(frame: Frame, image: np.ndarray) -> np.ndarray:
@@ -164,36 +173,33 @@ class _Outputs:
         return np.concatenate([source, image], axis=1)
 
     def put(self, segment: int, frame: Frame, image: np.ndarray) -> None:
-        if segment == 0:
-            self.main.put(image, frame.pts)
-            if self.side is not None:
-                self.side.put(self.pair(frame, image), frame.pts)
-            return
-        path, sink, writer, pts = self.parts[segment - 1]
-        writer.put(self.pair(frame, image) if self.side is not None else image, None)
-        pts.append(frame.pts)
+        main, side = (self.main, self.side) if segment == 0 else self.parts[segment - 1][1::2]
+        main.put(image, frame.pts)
+        if side is not None:
+            side.put(self.pair(frame, image), frame.pts)
 
     def finish(self) -> None:
-        for path, sink, writer, pts in self.parts:
-            writer.finish()
-            sink.close()
-            with open_source(path) as part:
-                for frame, stamp in zip(part, pts):
-                    if self.side is None:
-                        self.main.put(frame.image, stamp)
-                        continue
-                    source, image = np.split(frame.image, 2, axis=1)
-                    self.main.put(np.ascontiguousarray(image), stamp)
-                    self.side.put(frame.image, stamp)
-            path.unlink()
         self.main.finish()
         if self.side is not None:
             self.side.finish()
+        for part, writer, side, side_writer in self.parts:
+            writer.finish()
+            part.close()
+            self.sink.append(part)
+            if side is not None:
+                side_writer.finish()
+                side.close()
+                self.side_sink.append(side)
 
     def discard(self) -> None:
-        for path, sink, _, _ in self.parts:
-            sink.abort()
-            path.unlink(missing_ok=True)
+        """Stop every writer thread and drop the parts (the caller aborts the sinks)."""
+        for writer in (self.main, self.side, *(w for p in self.parts for w in p[1::2])):
+            if writer is not None:
+                writer.stop()
+        for part, _, side, _ in self.parts:
+            part.abort()
+            if side is not None:
+                side.abort()
 
 
 class Translator:
@@ -452,7 +458,7 @@ class Translator:
             self.batch = self._auto_batch(info)
         self.stats = TranslateStats()
         start = time.perf_counter()
-        outputs = _Outputs(BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
+        outputs = _Outputs(sink, side_by_side, BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
         total = info.num_frames
         with ExitStack() as stack:
             if not self.temporal:
@@ -477,13 +483,7 @@ class Translator:
                     )
                     streams.append(self._steps(iter(frames), segment, pool))
                     if i:
-                        path = temporary_sibling(Path(sink.path).with_suffix(".mkv"))
-                        path.unlink()
-                        # input | output where side-by-side is asked for, else the output alone
-                        width = (2 if side_by_side else 1) * info.width * self.task.scale
-                        part = VideoSink(path, width=width, height=info.height * self.task.scale,
-                                         codec="ffv1", pix_fmt="bgr0", fps=info.fps)
-                        outputs.parts.append((path, part, BackgroundWriter(part.write), []))
+                        outputs.add_part()
                 steps = self._temporal_on_workers(streams)
             try:
                 with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:

@@ -243,3 +243,11 @@ class BackgroundWriter:
         self._queue.put(_End)
         self._thread.join()
         self._raise()
+
+    def stop(self) -> None:
+        """End the thread without writing what is still queued (the output is being dropped)."""
+        if self._thread.is_alive():
+            if self._error is None:
+                self._error = RuntimeError("writer stopped")  # the thread skips the rest
+            self._queue.put(_End)
+            self._thread.join()

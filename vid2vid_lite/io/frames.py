@@ -7,6 +7,7 @@ the size of the first: the first odd file is named in the error.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,8 +132,28 @@ class FolderSink(AtomicSink):
             raise UserError(f"cannot write {target}")
         self.frames_written += 1
 
+    def part(self) -> FolderSink:
+        """A writer for frames that come after all of this sink's (a later segment of the same
+        video), written at the same time into a folder of its own; :meth:`append` renames its
+        files into this one."""
+        return _FolderPart(self.path, self.pattern)
+
+    def append(self, part: FolderSink) -> None:
+        """Move a closed part's frames after this sink's, numbered on."""
+        for i in range(part.frames_written):
+            os.replace(part._tmp / part.pattern.format(i), self._tmp / self.pattern.format(self.frames_written + i))
+        self.frames_written += part.frames_written
+        discard(part._tmp)
+
     def close(self) -> None:
         commit(self._tmp, self.path)
 
     def abort(self) -> None:
         discard(self._tmp)
+
+
+class _FolderPart(FolderSink):
+    """A :meth:`FolderSink.part`: its frames stay in its hidden folder for ``append``."""
+
+    def close(self) -> None:
+        pass

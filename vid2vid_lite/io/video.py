@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import math
+import struct
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -211,6 +212,28 @@ def presentation_timestamps(path: str | Path) -> list[int]:
     return sorted(pts)
 
 
+class _Clock:
+    """Timestamps of the frames a writer encodes: given ones must increase; a frame without one
+    is shown one nominal frame after the previous."""
+
+    def __init__(self, time_base: Fraction, rate: Fraction) -> None:
+        self.time_base, self.rate = time_base, rate
+        self._step = 1 / (rate * time_base)  # pts ticks per frame
+        self._next: Fraction | int = 0
+        self._last: int | None = None
+
+    def frame(self, image: np.ndarray, pts: int | None) -> av.VideoFrame:
+        """An encoder frame of ``image`` at ``pts`` (or the next nominal time)."""
+        if pts is None:
+            pts = round(self._next)
+        if self._last is not None and pts <= self._last:
+            raise ValueError(f"timestamps must increase: {pts} after {self._last}")
+        self._last, self._next = pts, pts + self._step
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = pts, self.time_base
+        return frame
+
+
 class VideoSink(AtomicSink):
     """Write RGB frames to a video file, with the timing and audio of a source.
 
@@ -249,9 +272,7 @@ class VideoSink(AtomicSink):
         self._container = av.open(str(self._tmp), mode="w", format=self._format_name(suffix))
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(25)
         self._time_base = time_base or 1 / rate
-        self._frame_step = 1 / (rate * self._time_base)  # pts ticks per frame, for frames without pts
-        self._next_pts = 0
-        self._last_pts: int | None = None
+        self._clock = _Clock(self._time_base, rate)
         stream = self._container.add_stream(codec or _VIDEO_CODEC.get(suffix, "libx264"), rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
@@ -264,6 +285,7 @@ class VideoSink(AtomicSink):
             stream.options = {"crf": str(crf + 14), "b:v": "0", "row-mt": "1"}
         self._video = stream
         self._audio = _AudioCopier(audio_from, self._container, suffix) if audio_from else None
+        self._flushed = False  # the encoder has been drained (by append): nothing more to encode
         self.frames_written = 0
 
     @staticmethod
@@ -279,17 +301,27 @@ class VideoSink(AtomicSink):
                 f"frame is {image.shape[1]}x{image.shape[0]}, the video is "
                 f"{self._video.width}x{self._video.height}"
             )
-        if pts is None:
-            pts = round(self._next_pts)
-        if self._last_pts is not None and pts <= self._last_pts:
-            raise ValueError(f"timestamps must increase: {pts} after {self._last_pts}")
-        self._last_pts = pts
-        self._next_pts = pts + self._frame_step
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = pts
-        frame.time_base = self._time_base
-        self._mux(self._video.encode(frame))
+        if self._flushed:
+            raise ValueError("this video has parts appended: write to a part instead")
+        self._mux(self._video.encode(self._clock.frame(image, pts)))
         self.frames_written += 1
+
+    def part(self) -> VideoPart:
+        """A writer for frames that come after all of this sink's (a later segment of the same
+        video), encoded at the same time by an encoder set up like this one; :meth:`append`
+        adds its packets here when both are done, without re-encoding."""
+        return VideoPart(self)
+
+    def append(self, part: VideoPart) -> None:
+        """Mux a closed part's packets after everything written here so far (the first append
+        drains this sink's encoder: later frames go to parts)."""
+        if not self._flushed:
+            self._mux(self._video.encode(None))
+            self._flushed = True
+        for packet in part.packets():
+            packet.stream = self._video
+            self._mux([packet])
+        self.frames_written += part.frames_written
 
     def _mux(self, packets) -> None:
         for packet in packets:
@@ -301,7 +333,8 @@ class VideoSink(AtomicSink):
     def close(self) -> None:
         """Flush the encoder, finish the audio and move the file into place."""
         try:
-            self._mux(self._video.encode(None))
+            if not self._flushed:
+                self._mux(self._video.encode(None))
             if self._audio is not None:
                 self._audio.mux_until(math.inf)
                 self._audio.close()
@@ -320,6 +353,66 @@ class VideoSink(AtomicSink):
         except Exception:  # noqa: BLE001 - the output is being discarded anyway
             pass
         discard(self._tmp)
+
+
+class VideoPart:
+    """Frames for the end of a :class:`VideoSink`, encoded now, muxed later (see
+    :meth:`VideoSink.part`).
+
+    An encoder set up exactly like the sink's (codec, options, size, pixel format, time base,
+    header flags, so the bitstreams join) writes its packets to a spool file beside the output:
+    each as a small header (pts, dts, keyframe, size) and its bytes.  Memory stays bounded
+    however long the segment, and nothing is decoded or encoded twice.
+    """
+
+    _HEADER = struct.Struct("<qq?I")  # pts, dts, keyframe, size
+
+    def __init__(self, sink: VideoSink) -> None:
+        main = sink._video.codec_context
+        codec = av.CodecContext.create(main.name, "w")
+        codec.width, codec.height, codec.pix_fmt = main.width, main.height, main.pix_fmt
+        codec.time_base = main.time_base
+        codec.framerate = main.framerate
+        codec.flags = main.flags  # e.g. global header: no parameter sets inside the packets
+        codec.thread_count = main.thread_count
+        codec.options = dict(sink._video.options)
+        self._codec = codec
+        self._clock = _Clock(sink._time_base, sink._clock.rate)
+        self.path = temporary_sibling(sink.path.with_suffix(".packets"))
+        self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, pts: int | None = None) -> None:
+        """Encode one ``(H, W, 3)`` uint8 RGB frame shown at ``pts`` (the sink's time base)."""
+        self._store(self._codec.encode(self._clock.frame(image, pts)))
+        self.frames_written += 1
+
+    def _store(self, packets) -> None:
+        for packet in packets:
+            data = bytes(packet)
+            self._spool.write(self._HEADER.pack(packet.pts, packet.dts, packet.is_keyframe, len(data)))
+            self._spool.write(data)
+
+    def close(self) -> None:
+        """Drain the encoder into the spool file (the part stays on disk for :meth:`packets`)."""
+        self._store(self._codec.encode(None))
+        self._spool.close()
+
+    def packets(self) -> Iterator[av.Packet]:
+        """The stored packets in order, in the sink's time base; the spool file is removed
+        after the last one."""
+        with open(self.path, "rb") as spool:
+            while header := spool.read(self._HEADER.size):
+                pts, dts, keyframe, size = self._HEADER.unpack(header)
+                packet = av.Packet(spool.read(size))
+                packet.pts, packet.dts, packet.is_keyframe = pts, dts, keyframe
+                packet.time_base = self._codec.time_base
+                yield packet
+        discard(self.path)
+
+    def abort(self) -> None:
+        self._spool.close()
+        discard(self.path)
 
 
 class _AudioCopier:
