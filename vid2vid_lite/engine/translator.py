@@ -158,10 +158,10 @@ class _Outputs:
     side: BackgroundWriter | None
     parts: list[tuple] = field(default_factory=list)  # (part, writer, side part, side writer)
 
-    def add_part(self) -> None:
-        """Parts for one more later segment."""
-        part = self.sink.part()
-        side = self.side_sink.part() if self.side_sink is not None else None
+    def add_part(self, first_frame: int) -> None:
+        """Parts for one more later segment, whose first kept frame is ``first_frame``."""
+        part = self.sink.part(first_frame)
+        side = self.side_sink.part(first_frame) if self.side_sink is not None else None
         self.parts.append((part, BackgroundWriter(part.write), side, BackgroundWriter(side.write) if side else None))
 
     @staticmethod
@@ -483,7 +483,7 @@ class Translator:
                     )
                     streams.append(self._steps(iter(frames), segment, pool))
                     if i:
-                        outputs.add_part()
+                        outputs.add_part(segment.start)
                 steps = self._temporal_on_workers(streams)
             try:
                 with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:

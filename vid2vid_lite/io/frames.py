@@ -132,10 +132,10 @@ class FolderSink(AtomicSink):
             raise UserError(f"cannot write {target}")
         self.frames_written += 1
 
-    def part(self) -> FolderSink:
+    def part(self, first_frame: int = 0) -> FolderSink:
         """A writer for frames that come after all of this sink's (a later segment of the same
         video), written at the same time into a folder of its own; :meth:`append` renames its
-        files into this one."""
+        files into this one (numbered on, so ``first_frame`` is not needed)."""
         return _FolderPart(self.path, self.pattern)
 
     def append(self, part: FolderSink) -> None:

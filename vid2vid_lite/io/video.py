@@ -216,10 +216,10 @@ class _Clock:
     """Timestamps of the frames a writer encodes: given ones must increase; a frame without one
     is shown one nominal frame after the previous."""
 
-    def __init__(self, time_base: Fraction, rate: Fraction) -> None:
+    def __init__(self, time_base: Fraction, rate: Fraction, first_frame: int = 0) -> None:
         self.time_base, self.rate = time_base, rate
         self._step = 1 / (rate * time_base)  # pts ticks per frame
-        self._next: Fraction | int = 0
+        self._next: Fraction | int = first_frame * self._step
         self._last: int | None = None
 
     def frame(self, image: np.ndarray, pts: int | None) -> av.VideoFrame:
@@ -306,11 +306,13 @@ class VideoSink(AtomicSink):
         self._mux(self._video.encode(self._clock.frame(image, pts)))
         self.frames_written += 1
 
-    def part(self) -> VideoPart:
+    def part(self, first_frame: int = 0) -> VideoPart:
         """A writer for frames that come after all of this sink's (a later segment of the same
         video), encoded at the same time by an encoder set up like this one; :meth:`append`
-        adds its packets here when both are done, without re-encoding."""
-        return VideoPart(self)
+        adds its packets here when both are done, without re-encoding.  ``first_frame`` is the
+        index of its first frame in the video: frames written without a timestamp get the
+        nominal ones from there."""
+        return VideoPart(self, first_frame)
 
     def append(self, part: VideoPart) -> None:
         """Mux a closed part's packets after everything written here so far (the first append
@@ -366,8 +368,9 @@ class VideoPart:
     """
 
     _HEADER = struct.Struct("<qq?I")  # pts, dts, keyframe, size
+    _NO_TIME = -(1 << 63)  # a missing pts or dts in the header
 
-    def __init__(self, sink: VideoSink) -> None:
+    def __init__(self, sink: VideoSink, first_frame: int = 0) -> None:
         main = sink._video.codec_context
         codec = av.CodecContext.create(main.name, "w")
         codec.width, codec.height, codec.pix_fmt = main.width, main.height, main.pix_fmt
@@ -377,7 +380,7 @@ class VideoPart:
         codec.thread_count = main.thread_count
         codec.options = dict(sink._video.options)
         self._codec = codec
-        self._clock = _Clock(sink._time_base, sink._clock.rate)
+        self._clock = _Clock(sink._time_base, sink._clock.rate, first_frame)
         self.path = temporary_sibling(sink.path.with_suffix(".packets"))
         self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
         self.frames_written = 0
@@ -390,7 +393,8 @@ class VideoPart:
     def _store(self, packets) -> None:
         for packet in packets:
             data = bytes(packet)
-            self._spool.write(self._HEADER.pack(packet.pts, packet.dts, packet.is_keyframe, len(data)))
+            times = (self._NO_TIME if t is None else t for t in (packet.pts, packet.dts))
+            self._spool.write(self._HEADER.pack(*times, packet.is_keyframe, len(data)))
             self._spool.write(data)
 
     def close(self) -> None:
@@ -405,7 +409,8 @@ class VideoPart:
             while header := spool.read(self._HEADER.size):
                 pts, dts, keyframe, size = self._HEADER.unpack(header)
                 packet = av.Packet(spool.read(size))
-                packet.pts, packet.dts, packet.is_keyframe = pts, dts, keyframe
+                packet.pts, packet.dts = (None if t == self._NO_TIME else t for t in (pts, dts))
+                packet.is_keyframe = keyframe
                 packet.time_base = self._codec.time_base
                 yield packet
         discard(self.path)
