@@ -109,6 +109,7 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
         ("same_as_input", "is the input"),
         ("unknown_weights", "unknown weights 'nonesuch'"),
         ("bad_workers", "workers=0 is not a positive whole number"),
+        ("bad_flag", "flow_check=maybe is not true or false"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
@@ -123,6 +124,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "same_as_input": [clip, f"output={clip}"],
         "unknown_weights": [clip, "weights=nonesuch"],
         "bad_workers": [clip, "workers=0"],
+        "bad_flag": [clip, "flow_check=maybe"],
     }[case]
     if case != "unknown_weights":
         args.append(f"weights={weights['framewise']}")

@@ -169,3 +169,28 @@ def test_temporal_segments_from_a_frame_folder_get_nominal_timestamps(tmp_path):
         stats = translator.translate(source, sink, progress=False)
     assert stats.segments == 3
     assert frame_times(tmp_path / "o.mp4") == pytest.approx([i / 25 for i in range(20)], abs=1e-6)
+
+
+def test_flow_check_false_makes_one_dis_call_a_frame(tmp_path, monkeypatch):
+    """flow_check=False: one DIS call per frame pair instead of two, validity all ones."""
+    from vid2vid_lite.nn.flow import DISFlow
+
+    clip = make_clip(tmp_path / "c.mkv", moving_pattern(12, 24, 32), codec="ffv1")
+    calls, valid_means = [], []
+    flow = DISFlow.flow
+    monkeypatch.setattr(DISFlow, "flow", lambda self, *a: calls.append(1) or flow(self, *a))
+    pair = DISFlow.backward_with_validity
+
+    def record(self, *a, **k):
+        result = pair(self, *a, **k)
+        valid_means.append(float(result[1].mean()))
+        return result
+
+    monkeypatch.setattr(DISFlow, "backward_with_validity", record)
+    counts = {}
+    for check in (True, False):
+        calls.clear(), valid_means.clear()
+        translate(tiny("temporal"), clip, tmp_path / f"{check}.mkv", batch=1, flow_check=check)
+        counts[check] = len(calls)
+        assert (min(valid_means) == 1.0) is not check  # the test flags the pattern's left edge
+    assert counts == {True: 2 * 11, False: 11}

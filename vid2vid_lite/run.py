@@ -79,13 +79,17 @@ def translate(cfg: DictConfig) -> Path:
         raise UserError("no input given: python -m vid2vid_lite.run INPUT (a video file or a folder of frames)")
     if cfg.on_error not in ("fail", "keep"):
         raise UserError(f"on_error={cfg.on_error} is not known; use fail or keep")
+    for key in ("flow_check", "scene_cut", "side_by_side", "compile", "progress"):
+        if not isinstance(cfg.get(key), bool):
+            raise UserError(f"{key}={cfg.get(key)} is not true or false")
     device = pick_device(cfg.device)
     model, config = load_generator(str(cfg.weights), device)
     task = get_task(config.get("task", "restore"))
     translator = Translator(
         model, task, device, batch=positive_or_auto("batch", cfg.batch), warmup=cfg.warmup,
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
-        flow_preset=cfg.flow_preset, compile=cfg.compile, workers=positive_or_auto("workers", cfg.workers),
+        flow_preset=cfg.flow_preset, flow_check=cfg.flow_check, compile=cfg.compile,
+        workers=positive_or_auto("workers", cfg.workers),
     )
     with open_source(Path(str(cfg.input)).expanduser()) as source:
         info = source.info

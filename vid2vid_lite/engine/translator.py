@@ -217,6 +217,8 @@ class Translator:
         scene_cut: reset a temporal model's state at detected cuts.
         resize: process at this short side, then scale back (None: native size).
         flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
+        flow_check: DIS flow's forward-backward occlusion test (two DIS calls a frame); False:
+            one call and validity 1 (faster; the models were trained with the test).
         compile: wrap the model in ``torch.compile``.
         flow_workers: DIS threads (None: half the cores, 1 to 4).
         workers: model threads on the CPU (``"auto"``: :func:`cpu_workers`; always 1 on CUDA,
@@ -236,6 +238,7 @@ class Translator:
         scene_cut: bool = True,
         resize: int | None = None,
         flow_preset: str | None = None,
+        flow_check: bool = True,
         flow_workers: int | None = None,
         compile: bool = False,
         workers: int | str = "auto",
@@ -255,6 +258,7 @@ class Translator:
         self.resize = resize
         preset = flow_preset or getattr(model, "config", {}).get("dis_preset", "fast")
         self.flow = DISFlow(preset)
+        self.flow_check = flow_check
         # DIS threads: half the cores (1 on a 2-core machine, where the model needs the rest).
         self.flow_workers = flow_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
         if device.type != "cpu":
@@ -353,7 +357,7 @@ class Translator:
         if self.resize:
             h, w = processing_size(*current.shape[:2], self.resize)
             current, previous = (cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in (current, previous))
-        return self.flow.backward_with_validity(current, previous)
+        return self.flow.backward_with_validity(current, previous, check=self.flow_check)
 
     def _temporal_on_workers(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
         """Segments spread over the worker threads in contiguous groups (each group one batch);
