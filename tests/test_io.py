@@ -290,6 +290,17 @@ def test_parts_encoded_apart_join_into_one_output(tmp_path, suffix):
         assert len(audio_packets(out)) > 5
 
 
+def test_a_sink_and_its_part_refuse_frames_of_another_size(tmp_path):
+    """An encoder would rescale a wrong-size frame silently: both writers refuse it."""
+    with open_sink(tmp_path / "out.mp4", width=64, height=48) as sink:
+        part = sink.part()
+        for writer in (sink, part):
+            with pytest.raises(ValueError, match="frame is 32x24, the video is 64x48"):
+                writer.write(np.zeros((24, 32, 3), np.uint8))
+        part.abort()
+        sink.write(np.zeros((48, 64, 3), np.uint8))
+
+
 def test_an_aborted_part_leaves_nothing(tmp_path, cfr_clip):
     with open_source(cfr_clip) as source:
         frame = next(iter(source))

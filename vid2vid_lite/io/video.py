@@ -216,14 +216,19 @@ class _Clock:
     """Timestamps of the frames a writer encodes: given ones must increase; a frame without one
     is shown one nominal frame after the previous."""
 
-    def __init__(self, time_base: Fraction, rate: Fraction, first_frame: int = 0) -> None:
-        self.time_base, self.rate = time_base, rate
+    def __init__(self, time_base: Fraction, rate: Fraction, size: tuple[int, int], first_frame: int = 0) -> None:
+        self.time_base, self.rate, self.size = time_base, rate, size  # size: (width, height)
         self._step = 1 / (rate * time_base)  # pts ticks per frame
         self._next: Fraction | int = first_frame * self._step
         self._last: int | None = None
 
     def frame(self, image: np.ndarray, pts: int | None) -> av.VideoFrame:
-        """An encoder frame of ``image`` at ``pts`` (or the next nominal time)."""
+        """An encoder frame of ``image`` at ``pts`` (or the next nominal time); the image must
+        be ``(H, W, 3)`` uint8 of the video's size (an encoder would silently rescale it)."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+        if image.shape[1::-1] != self.size:
+            raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, the video is {self.size[0]}x{self.size[1]}")
         if pts is None:
             pts = round(self._next)
         if self._last is not None and pts <= self._last:
@@ -272,7 +277,7 @@ class VideoSink(AtomicSink):
         self._container = av.open(str(self._tmp), mode="w", format=self._format_name(suffix))
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(25)
         self._time_base = time_base or 1 / rate
-        self._clock = _Clock(self._time_base, rate)
+        self._clock = _Clock(self._time_base, rate, (width, height))
         stream = self._container.add_stream(codec or _VIDEO_CODEC.get(suffix, "libx264"), rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
@@ -294,13 +299,6 @@ class VideoSink(AtomicSink):
 
     def write(self, image: np.ndarray, pts: int | None = None) -> None:
         """Encode one ``(H, W, 3)`` uint8 RGB frame shown at ``pts`` (in ``time_base`` units)."""
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        if image.shape[:2] != (self._video.height, self._video.width):
-            raise ValueError(
-                f"frame is {image.shape[1]}x{image.shape[0]}, the video is "
-                f"{self._video.width}x{self._video.height}"
-            )
         if self._flushed:
             raise ValueError("this video has parts appended: write to a part instead")
         self._mux(self._video.encode(self._clock.frame(image, pts)))
@@ -380,7 +378,7 @@ class VideoPart:
         codec.thread_count = main.thread_count
         codec.options = dict(sink._video.options)
         self._codec = codec
-        self._clock = _Clock(sink._time_base, sink._clock.rate, first_frame)
+        self._clock = _Clock(sink._time_base, sink._clock.rate, sink._clock.size, first_frame)
         self.path = temporary_sibling(sink.path.with_suffix(".packets"))
         self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
         self.frames_written = 0
