@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -146,6 +146,16 @@ class _Step:
     keep: bool = True
 
 
+class _Part(NamedTuple):
+    """A later segment's share of the outputs: a part of the output (and of the side-by-side
+    video), each fed by its own background writer."""
+
+    out: object
+    writer: BackgroundWriter
+    side: object | None
+    side_writer: BackgroundWriter | None
+
+
 @dataclass
 class _Outputs:
     """Where translated frames go: the output (and side-by-side) sink through background
@@ -156,13 +166,13 @@ class _Outputs:
     side_sink: object | None
     main: BackgroundWriter
     side: BackgroundWriter | None
-    parts: list[tuple] = field(default_factory=list)  # (part, writer, side part, side writer)
+    parts: list[_Part] = field(default_factory=list)
 
     def add_part(self, first_frame: int) -> None:
         """Parts for one more later segment, whose first kept frame is ``first_frame``."""
-        part = self.sink.part(first_frame)
+        out = self.sink.part(first_frame)
         side = self.side_sink.part(first_frame) if self.side_sink is not None else None
-        self.parts.append((part, BackgroundWriter(part.write), side, BackgroundWriter(side.write) if side else None))
+        self.parts.append(_Part(out, BackgroundWriter(out.write), side, BackgroundWriter(side.write) if side else None))
 
     @staticmethod
     def pair(frame: Frame, image: np.ndarray) -> np.ndarray:
@@ -173,7 +183,10 @@ class _Outputs:
         return np.concatenate([source, image], axis=1)
 
     def put(self, segment: int, frame: Frame, image: np.ndarray) -> None:
-        main, side = (self.main, self.side) if segment == 0 else self.parts[segment - 1][1::2]
+        if segment == 0:
+            main, side = self.main, self.side
+        else:
+            main, side = self.parts[segment - 1].writer, self.parts[segment - 1].side_writer
         main.put(image, frame.pts)
         if side is not None:
             side.put(self.pair(frame, image), frame.pts)
@@ -182,24 +195,24 @@ class _Outputs:
         self.main.finish()
         if self.side is not None:
             self.side.finish()
-        for part, writer, side, side_writer in self.parts:
-            writer.finish()
-            part.close()
-            self.sink.append(part)
-            if side is not None:
-                side_writer.finish()
-                side.close()
-                self.side_sink.append(side)
+        for part in self.parts:
+            part.writer.finish()
+            part.out.close()
+            self.sink.append(part.out)
+            if part.side is not None:
+                part.side_writer.finish()
+                part.side.close()
+                self.side_sink.append(part.side)
 
     def discard(self) -> None:
         """Stop every writer thread and drop the parts (the caller aborts the sinks)."""
-        for writer in (self.main, self.side, *(w for p in self.parts for w in p[1::2])):
+        for writer in (self.main, self.side, *(w for p in self.parts for w in (p.writer, p.side_writer))):
             if writer is not None:
                 writer.stop()
-        for part, _, side, _ in self.parts:
-            part.abort()
-            if side is not None:
-                side.abort()
+        for part in self.parts:
+            part.out.abort()
+            if part.side is not None:
+                part.side.abort()
 
 
 class Translator:

@@ -378,7 +378,8 @@ class VideoPart:
         codec.thread_count = main.thread_count
         codec.options = dict(sink._video.options)
         self._codec = codec
-        self._clock = _Clock(sink._time_base, sink._clock.rate, sink._clock.size, first_frame)
+        clock = sink._clock  # the sink's timing rules, from this part's first frame on
+        self._clock = _Clock(clock.time_base, clock.rate, clock.size, first_frame)
         self.path = temporary_sibling(sink.path.with_suffix(".packets"))
         self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
         self.frames_written = 0
