@@ -141,6 +141,7 @@ def test_dis_flow_agrees_with_exact_flow(pan):
     frames = to_tensor(pan.frames)
     for t in range(1, len(pan)):
         flow, validity = dis.backward_with_validity(pan.frames[t], pan.frames[t - 1])
+        assert flow.is_contiguous() and flow.shape == (1, 2, *pan.frames[t].shape[:2])
         valid = torch.from_numpy(pan.validity[t : t + 1]) * validity
         epe = (flow - torch.from_numpy(pan.flows[t : t + 1])).norm(dim=1, keepdim=True)
         assert (epe * valid).sum() / valid.sum() < 0.5

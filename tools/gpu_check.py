@@ -115,7 +115,7 @@ def main() -> None:
 
     def auto_batch():
         frames, fps = c.translate("tm_auto", clip, "restore", "batch=auto")
-        batch = re.search(r"fps\), batch (\d+)", (c.logs / "tm_auto.log").read_text())
+        batch = re.search(r"fps\), \w+, batch (\d+)", (c.logs / "tm_auto.log").read_text())
         picked = int(batch.group(1)) if batch else 1
         return {"pass": picked > 1 or args.device == "cpu", "batch": picked, "frames": len(frames), "fps": fps}
 

@@ -50,11 +50,12 @@ def gray_copy(clip: Path, target: Path) -> Path:
 
 
 def translate(clip: Path, weights: str | Path, out: Path) -> Path:
-    """``run`` on ``clip`` into the PNG folder ``out`` (replaced if there)."""
+    """``run`` on ``clip`` into the PNG folder ``out`` (replaced if there).  In fp32, so that the
+    published numbers do not depend on whether the CPU computes bf16 (``run``'s default there)."""
     if out.exists():
         shutil.rmtree(out)
     subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(clip), f"weights={weights}", f"output={out}",
-                    "progress=false"], check=True, cwd=ROOT, capture_output=True)
+                    "progress=false", "precision=fp32"], check=True, cwd=ROOT, capture_output=True)
     return out
 
 

@@ -23,7 +23,7 @@ from .cli import lift_positional, pick_device
 from .datasets.tasks import get_task
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
-from .engine.translator import Translator
+from .engine.translator import PRECISIONS, Translator
 from .errors import UserError, report_user_errors
 from .io import VideoInfo, is_video_path, open_sink, open_source
 from .io.video import audio_fits
@@ -79,6 +79,8 @@ def translate(cfg: DictConfig) -> Path:
         raise UserError("no input given: python -m vid2vid_lite.run INPUT (a video file or a folder of frames)")
     if cfg.on_error not in ("fail", "keep"):
         raise UserError(f"on_error={cfg.on_error} is not known; use fail or keep")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is not known; use {', '.join(PRECISIONS)}")
     for key in ("flow_check", "scene_cut", "side_by_side", "compile", "progress"):
         if not isinstance(cfg.get(key), bool):
             raise UserError(f"{key}={cfg.get(key)} is not true or false")
@@ -118,7 +120,7 @@ def translate(cfg: DictConfig) -> Path:
         for sink in sinks:
             sink.close()
     batch = f", batch {stats.batch}" if stats.batch > 1 else ""  # batch=auto: what it picked
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps){batch} -> {output}")
+    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {translator.precision}{batch} -> {output}")
     if cfg.side_by_side:
         print(f"side by side -> {side_by_side_path(output)}")
     return output

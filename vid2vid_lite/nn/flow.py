@@ -80,11 +80,17 @@ class DISFlow:
         With ``check`` the validity is the forward-backward occlusion test (two DIS calls);
         without, it is all ones (one DIS call).
         """
-        bwd = torch.from_numpy(self.flow(current, previous)).permute(2, 0, 1)[None]
+        bwd = self._as_tensor(self.flow(current, previous))
         if not check:
             return bwd, torch.ones_like(bwd[:, :1])
-        fwd = torch.from_numpy(self.flow(previous, current)).permute(2, 0, 1)[None]
+        fwd = self._as_tensor(self.flow(previous, current))
         return bwd, occlusion_mask(bwd, fwd)
+
+    @staticmethod
+    def _as_tensor(flow: np.ndarray) -> torch.Tensor:
+        """(H, W, 2) -> a contiguous (1, 2, H, W): the occlusion test on a permuted view of
+        OpenCV's layout took 8.0 ms a 640x360 pair instead of 3.6 (one thread); the copy 0.15."""
+        return torch.from_numpy(flow).permute(2, 0, 1)[None].contiguous()
 
 
 def _check_pair(current: torch.Tensor, previous: torch.Tensor, channels: int | None = None) -> None:
