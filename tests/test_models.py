@@ -275,6 +275,18 @@ def test_temporal_mask_forced_to_one_at_reset():
     assert torch.allclose(out.out[:1], alone.out, atol=1e-5)
 
 
+def test_temporal_without_validity_input_ignores_the_validity():
+    """use_validity=False: the body sees x, warped, flow (8 channels for RGB), so the validity
+    given changes nothing; it is still reported (training masks its losses with it)."""
+    g = tiny_temporal(use_validity=False).eval()
+    assert g.body.down[0][0].in_channels == 3 + 3 + 2
+    assert tiny_temporal().body.down[0][0].in_channels == 3 + 3 + 2 + 1
+    x, y_prev, flow = images(1, 3, 21, 30), images(1, 3, 21, 30, seed=1), torch.randn(1, 2, 21, 30)
+    a = g(x, y_prev=y_prev, flow=flow, valid=torch.zeros(1, 1, 21, 30))
+    b = g(x, y_prev=y_prev, flow=flow, valid=torch.ones(1, 1, 21, 30))
+    assert torch.equal(a.out, b.out) and a.valid.eq(0).all()
+
+
 def test_temporal_input_checks():
     g = tiny_temporal()
     x = images(1, 3, 16, 16)

@@ -205,3 +205,6 @@ def test_flow_check_false_makes_one_dis_call_a_frame(tmp_path, monkeypatch):
         counts[check] = len(calls)
         assert (min(valid_means) == 1.0) is not check  # the test flags the pattern's left edge
     assert counts == {True: 2 * 11, False: 11}
+    calls.clear()  # a model without a validity input never needs the test's second call
+    translate(tiny("temporal", use_validity=False), clip, tmp_path / "nv.mkv", batch=1, flow_check=True)
+    assert len(calls) == 11

@@ -249,8 +249,10 @@ class Translator:
         scene_cut: reset a temporal model's state at detected cuts.
         resize: process at this short side, then scale back (None: native size).
         flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
-        flow_check: DIS flow's forward-backward occlusion test (two DIS calls a frame); False:
-            one call and validity 1 (faster; the models were trained with the test).
+        flow_check: DIS flow's forward-backward occlusion test (two DIS calls a frame), for
+            models that take the validity map (``use_validity``, trained with the test);
+            False: one call and validity 1 (faster).  Models without that input always get
+            one call.
         compile: wrap the model in ``torch.compile``.
         flow_workers: DIS threads (None: half the cores, 1 to 4).
         workers: model threads on the CPU (``"auto"``: :func:`cpu_workers`; always 1 on CUDA,
@@ -290,7 +292,8 @@ class Translator:
         self.resize = resize
         preset = flow_preset or getattr(model, "config", {}).get("dis_preset", "fast")
         self.flow = DISFlow(preset)
-        self.flow_check = flow_check
+        # A model that takes no validity map has no use for the test's second DIS call.
+        self.flow_check = flow_check and getattr(model, "use_validity", True)
         # DIS threads: half the cores (1 on a 2-core machine, where the model needs the rest).
         self.flow_workers = flow_workers or max(1, min(4, (os.cpu_count() or 2) // 2))
         if device.type != "cpu":

@@ -22,6 +22,8 @@ keys: a misspelt key is a ``ValueError`` naming the valid ones.  Keys starting w
 ========================  ====================================================================
 ``flow``                  ``dis``, ``learned`` or ``raft`` [dis]
 ``use_prev_input``        also feed x[t-1] [False]
+``use_validity``          also feed the flow's validity map [True]; without it inference
+                          needs no forward-backward test (one DIS call a frame)
 ``flow_norm``             flow is fed divided by this many pixels [20.0]
 ``mask_bias``             initial blend-mask logit [2.0]
 ``dis_preset``            DIS preset (``ultrafast``, ``fast``, ``medium``) for ``flow=dis`` [fast]

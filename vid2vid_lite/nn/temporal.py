@@ -78,7 +78,7 @@ class TemporalGenerator(nn.Module):
     concatenation, in this order, of::
 
         x[t] (C_in) | x[t-1] (C_in, if use_prev_input) | warped y[t-1] (3)
-            | flow / flow_norm (2) | valid (1)
+            | flow / flow_norm (2) | valid (1, if use_validity)
 
     The mask head is ``ReLU -> 4x4 stride-2 transposed conv`` on the decoder's last feature map.
     Its bias starts at ``mask_bias`` (2.0: m ~ 0.88), so the untrained model mostly generates;
@@ -89,6 +89,10 @@ class TemporalGenerator(nn.Module):
             :class:`~vid2vid_lite.nn.unet.UNetGenerator` (``residual`` adds to x[t]).
         flow: flow source, ``dis``, ``learned`` or ``raft``.
         use_prev_input: also feed the previous source frame x[t-1].
+        use_validity: also feed the validity map.  Without it the network has to judge the
+            warped past from the frames themselves, and inference needs one DIS call a frame
+            instead of two (no forward-backward test); training still masks its warp loss
+            and mask regulariser with the validity.
         flow_norm: the flow is fed to the body divided by this (pixels), so that typical motions
             are O(1).
         mask_bias: initial bias of the mask logit.
@@ -115,6 +119,7 @@ class TemporalGenerator(nn.Module):
         pad_mode: str = "reflect",
         flow: str = "dis",
         use_prev_input: bool = False,
+        use_validity: bool = True,
         flow_norm: float = 20.0,
         mask_bias: float = 2.0,
         dis_preset: str = "fast",
@@ -144,6 +149,7 @@ class TemporalGenerator(nn.Module):
             "pad_mode": pad_mode,
             "flow": flow,
             "use_prev_input": use_prev_input,
+            "use_validity": use_validity,
             "flow_norm": flow_norm,
             "mask_bias": mask_bias,
             "dis_preset": dis_preset,
@@ -156,10 +162,11 @@ class TemporalGenerator(nn.Module):
         self.in_channels = in_channels
         self.flow_source = flow
         self.use_prev_input = use_prev_input
+        self.use_validity = use_validity
         self.residual = residual
         self.pad_mode = pad_mode
         self.flow_norm = float(flow_norm)
-        body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + 1
+        body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + int(use_validity)
         # The mask is one more output channel of the last layer rather than a head of its own:
         # a separate full-resolution transposed conv cost ~7 ms a 640x360 frame on 2 CPU cores.
         self.body = UNet(body_in, out_channels + 1, ngf, depth, norm)
@@ -274,7 +281,7 @@ class TemporalGenerator(nn.Module):
                 inputs.append(x.new_zeros(x.shape))
             else:
                 inputs.append(torch.where(cont, x_prev, 0.0) if some_reset else x_prev)
-        inputs += [warped, flow / self.flow_norm, valid]
+        inputs += [warped, flow / self.flow_norm, valid] if self.use_validity else [warped, flow / self.flow_norm]
         padded, pads = pad_to_multiple(torch.cat(inputs, dim=1), self.multiple, self.pad_mode)
         logits = crop_pad(self.body(padded), pads)
         image = to_image(logits[:, :3], x, self.residual)
