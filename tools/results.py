@@ -102,14 +102,15 @@ def main() -> None:
 
     restore = {"frame-wise": "restore-framewise", "temporal": "restore"}
     colorize = {"frame-wise": "colorize-framewise", "temporal": "colorize"}
-    # The ablations vary the temporal model with the validity input (tools/train_bundled.py).
+    # restore's ablations vary its temporal model with the validity input; the bundled colorize
+    # model has that input (tools/train_bundled.py).
     ablations = [
         (restore, {"temporal + validity input": "restore-temporal-validity",
-                  "temporal + validity input, warp 1 + mask 1": "restore-temporal-warp1",
-                  "temporal + validity input, no D_T": "restore-temporal-no-dt",
-                  "temporal + validity input, learned flow": "restore-temporal-learned"}),
-        (colorize, {"temporal + validity input": "colorize-temporal-validity",
-                    "temporal + validity input, warp 1 + mask 1": "colorize-temporal-warp1"}),
+                   "temporal + validity input, warp 1 + mask 1": "restore-temporal-warp1",
+                   "temporal + validity input, no D_T": "restore-temporal-no-dt",
+                   "temporal + validity input, learned flow": "restore-temporal-learned"}),
+        (colorize, {"temporal, no validity input": "colorize-temporal-no-validity",
+                    "temporal, warp 1 + mask 1": "colorize-temporal-warp1"}),
     ]
     for models, runs in ablations:
         for label, run in runs.items():
