@@ -128,7 +128,7 @@ def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
     init = framewise_run / "checkpoints" / f"step_{FW_STEPS - TM_STEPS:06d}.pt"
     return [*common_args(data, task), "model=temporal", f"model.init_from={init}",
             "model.temporal_discriminator.ndf=32", "data.clip_len=4", "train.batch_size=2",
-            f"train.steps={TM_STEPS}", *TEMPORAL_LOSSES, *TEMPORAL_MODEL[task]]
+            f"train.steps={TM_STEPS}", *TEMPORAL_LOSSES, *TEMPORAL_MODEL.get(task, [])]
 
 
 def main() -> None:
