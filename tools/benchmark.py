@@ -41,7 +41,8 @@ import torch
 from vid2vid_lite.checkpoint import bundled_names, load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
 from vid2vid_lite.engine.allocator import keep_freed_memory
-from vid2vid_lite.engine.translator import PRECISIONS, autocast_for, cpu_workers, resolve_precision
+from vid2vid_lite.engine.precision import PRECISIONS, autocast_for, resolve_precision
+from vid2vid_lite.engine.translator import cpu_workers
 from vid2vid_lite.io import write_video
 from vid2vid_lite.nn import build_generator
 

@@ -23,7 +23,8 @@ from .cli import lift_positional, pick_device
 from .datasets.tasks import get_task
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
-from .engine.translator import PRECISIONS, Translator
+from .engine.precision import PRECISIONS
+from .engine.translator import Translator
 from .errors import UserError, report_user_errors
 from .io import VideoInfo, is_video_path, open_sink, open_source
 from .io.video import audio_fits

@@ -34,7 +34,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_los
 from ..metrics import VideoMetrics, psnr
 from ..nn import build_discriminator, build_generator, build_temporal_discriminator
 from ..nn.flow import DISFlow
+from .precision import DTYPES, autocast_for, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -146,25 +146,20 @@ def broadcast_object(obj, dist: DistInfo):
 
 @dataclass(frozen=True)
 class Precision:
+    name: str  # fp32, bf16 or fp16
     dtype: torch.dtype | None  # None: fp32
     scaler: bool  # fp16 on CUDA needs loss scaling
 
 
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto``: bf16 on CUDA where supported, else fp16 (scaled); fp32 on the CPU.
+def training_precision(name: str, device: torch.device) -> Precision:
+    """``auto``: bf16 on CUDA where supported, else fp16 (scaled); fp32 on the CPU (unlike
+    ``run``, training keeps fp32 there: bf16 training on the CPU is not measured here).
     ``bf16`` also works on CPUs with AMX/AVX512-BF16."""
-    name = str(name)
-    if name == "auto":
-        if device.type != "cuda":
-            return Precision(None, False)
-        name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if name == "fp32":
-        return Precision(None, False)
-    if name == "bf16":
-        return Precision(torch.bfloat16, False)
-    if name == "fp16":
-        return Precision(torch.float16, device.type == "cuda")
-    raise UserError(f"train.precision={name} is not known; use auto, fp32, bf16 or fp16")
+    try:
+        name = resolve_precision(device, str(name), cpu_bf16=False)
+    except ValueError:
+        raise UserError(f"train.precision={name} is not known; use auto, fp32, bf16 or fp16") from None
+    return Precision(name, DTYPES[name], name == "fp16" and device.type == "cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -446,7 +441,7 @@ class Trainer:
         if self.batch_size < dist.world or self.batch_size % dist.world:
             raise UserError(f"train.batch_size={self.batch_size} (global) must be a multiple of the {dist.world} processes")
         self.local_batch = self.batch_size // dist.world
-        self.precision = resolve_precision(t.precision, self.device)
+        self.precision = training_precision(t.precision, self.device)
         cl = str(t.channels_last)
         self.channels_last = self.device.type == "cuda" if cl == "auto" else cl in ("true", "True", "1")
         seed_everything(int(cfg.seed))
@@ -728,9 +723,7 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------
     def _autocast(self):
-        if self.precision.dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.precision.dtype)
+        return autocast_for(self.device, self.precision.name)
 
     def _batch(self, batch: dict) -> dict:
         nb = self.device.type == "cuda"

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -46,6 +46,7 @@ from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
 from ..io.base import BackgroundWriter, Prefetcher
 from ..nn.flow import DISFlow
 from ..scene import SceneCutDetector
+from .precision import autocast_for, resolve_precision
 
 
 def to_tensor(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -74,38 +75,6 @@ def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
     """Resize ``(B, C, H, W)`` so that its short side is ``short`` (aspect kept)."""
     size = processing_size(*x.shape[-2:], short)
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def cpu_computes_bf16() -> bool:
-    """True where the CPU has bf16 instructions (AVX512-BF16 or AMX).  There bf16 autocast ran
-    the bundled models 1.7x faster than fp32 (640x360, one thread) with every frame within one
-    level of 255 of fp32's; elsewhere bf16 is emulated and slower than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(device: torch.device, precision: str) -> str:
-    """The concrete precision ``fp32``, ``bf16`` or ``fp16`` for ``precision`` on ``device``;
-    ``auto`` is bf16 on CUDA where supported (else fp16), and on CPUs that compute bf16
-    (:func:`cpu_computes_bf16`; else fp32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_computes_bf16() else "fp32"
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The autocast context for ``precision`` (see :func:`resolve_precision`)."""
-    precision = resolve_precision(device, precision)
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def cpu_workers(cores: int | None = None) -> int:
