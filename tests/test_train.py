@@ -209,3 +209,17 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, clip, cache):
         assert proc.returncode == 2, (name, stderr)
         lines = [line for line in stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected[name] in lines[0], (name, stderr)
+
+
+def test_training_precision_keeps_fp32_on_the_cpu_unless_asked(monkeypatch):
+    """run's auto takes bf16 on CPUs that compute it; training's auto stays fp32 there."""
+    from vid2vid_lite.engine.trainer import Precision, training_precision
+    from vid2vid_lite.errors import UserError
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == Precision("fp32", None, False)
+    assert training_precision("bf16", cpu) == Precision("bf16", torch.bfloat16, False)
+    assert training_precision("fp16", cpu).scaler is False  # loss scaling is for CUDA
+    with pytest.raises(UserError, match="train.precision=fp64 is not known"):
+        training_precision("fp64", cpu)
