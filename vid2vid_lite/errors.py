@@ -22,6 +22,11 @@ class UserError(Exception):
     """An error caused by the user's input; its message says what is wrong and what to do."""
 
 
+def ffmpeg_message(err: Exception) -> str:
+    """FFmpeg's own words for a PyAV error, without PyAV's call details."""
+    return getattr(err, "strerror", None) or str(err)
+
+
 def debug_enabled() -> bool:
     return os.environ.get("V2V_DEBUG", "") not in ("", "0", "false", "False")
 
@@ -37,6 +42,13 @@ def report_user_errors(fn: F) -> F:
             if debug_enabled():
                 raise
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        except Exception as err:
+            # A PyAV (FFmpeg) error that no reader or writer turned into a UserError: still one line.
+            if debug_enabled() or type(err).__module__.split(".")[0] != "av":
+                raise
+            where = getattr(err, "filename", None)
+            print(f"error: {ffmpeg_message(err)}" + (f" ({where})" if where else ""), file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
             if debug_enabled():

@@ -27,19 +27,21 @@ from .engine.precision import PRECISIONS
 from .engine.translator import Translator
 from .errors import UserError, report_user_errors
 from .io import VideoInfo, is_video_path, open_sink, open_source
-from .io.video import audio_fits
+from .io.audio import audio_fits
 
 DEFAULT_SUFFIX = "_v2v"
 
 
 def default_output(info: VideoInfo, folder: Path | None = None) -> Path:
-    """``<stem>_v2v.mp4`` beside a video (``.mkv`` where its audio does not fit MP4), or
+    """``<stem>_v2v.mp4`` beside a video (``.mkv`` where its audio can be copied into Matroska but
+    not into MP4), or
     ``<name>_v2v/`` beside a frame folder; inside ``folder`` when given (sweeps)."""
     path = info.path
     where = folder or path.parent
     if info.kind == "frames":
         return where / f"{path.name}{DEFAULT_SUFFIX}"
-    suffix = ".mp4" if audio_fits(path, ".mp4") else ".mkv"
+    # MP4 where the audio can be copied into it, or fits no container better (re-encoded to AAC)
+    suffix = ".mkv" if not audio_fits(path, ".mp4") and audio_fits(path, ".mkv") else ".mp4"
     return where / f"{path.stem}{DEFAULT_SUFFIX}{suffix}"
 
 
@@ -98,7 +100,8 @@ def translate(cfg: DictConfig) -> Path:
         info = source.info
         output = resolve_output(cfg, info)
         size = dict(width=info.width * task.scale, height=info.height * task.scale)
-        options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset)
+        options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
+                       keep_damaged_audio=cfg.on_error == "keep")
         sinks = [open_sink(output, like=info, **size, **options)]
         if cfg.side_by_side:
             sbs = side_by_side_path(output)

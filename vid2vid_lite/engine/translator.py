@@ -90,11 +90,13 @@ def batch_for_memory(free_bytes: int, per_item_bytes: int, cap: int = 16, share:
 
 @dataclass(frozen=True)
 class Segment:
-    """Frames ``[start, end)`` of the video, read from ``read_from`` (``start - warmup``)."""
+    """Frames ``[start, end)`` of the video, read from ``read_from`` (``start - warmup``); the
+    last segment has ``end`` None: it runs to the end of the video, however many frames the
+    decoder gives."""
 
     read_from: int
     start: int
-    end: int
+    end: int | None
 
 
 def plan_segments(num_frames: int, batch: int, warmup: int) -> list[Segment]:
@@ -102,7 +104,7 @@ def plan_segments(num_frames: int, batch: int, warmup: int) -> list[Segment]:
     by ``warmup`` frames.  Segments shorter than twice the warm-up are not worth it: fewer
     segments are used then."""
     count = max(1, min(batch, num_frames // max(1, 2 * warmup)))
-    bounds = [round(i * num_frames / count) for i in range(count + 1)]
+    bounds = [round(i * num_frames / count) for i in range(count)] + [None]
     return [
         Segment(read_from=max(0, start - warmup) if i else 0, start=start, end=end)
         for i, (start, end) in enumerate(zip(bounds, bounds[1:]))
@@ -340,7 +342,7 @@ class Translator:
         detector = SceneCutDetector()
         ahead: deque[_Step] = deque()
         previous = None
-        for frame in itertools.islice(frames, segment.end - segment.read_from):
+        for frame in itertools.islice(frames, None if segment.end is None else segment.end - segment.read_from):
             inp = self.task.model_input(frame.image)
             cut = detector.is_cut(frame.image) if self.scene_cut else previous is None
             if cut and frame.index >= segment.start and frame.index > segment.read_from:
@@ -476,7 +478,7 @@ class Translator:
                 timestamps = frame_timestamps(info.path) if self.batch > 1 else None
                 if timestamps is not None:
                     total = len(timestamps)
-                segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, 1 << 62)]
+                segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, None)]
                 self.stats.segments = self.stats.batch = len(segments)
                 # The flow workers' few torch ops (the occlusion test) run on one thread: with
                 # OpenMP each calling thread would start a team as large as the model's, and the

@@ -37,7 +37,9 @@ def open_source(
 
 
 def frame_timestamps(path: str | Path) -> list[int] | None:
-    """Every frame's presentation timestamp of a video (None for a frame folder)."""
+    """Every frame's presentation timestamp of a video, where seeking by them is frame-accurate
+    (None for a frame folder, and for a video whose timestamps cannot be trusted: it is read from
+    start to end)."""
     return None if Path(path).is_dir() else presentation_timestamps(path)
 
 
@@ -66,11 +68,13 @@ def open_sink(
     crf: int = 17,
     preset: str = "medium",
     copy_audio: bool = True,
+    keep_damaged_audio: bool = False,
 ) -> Sink:
     """Open an atomic writer: a video for a video suffix, otherwise a folder of PNGs.
 
     ``like`` gives size, frame rate, time base and audio source (a video input's audio is
-    copied when ``copy_audio``); ``width``/``height``/``fps`` override it.
+    copied when ``copy_audio``); ``width``/``height``/``fps`` override it.  ``keep_damaged_audio``:
+    audio damaged midway ends there with a warning instead of failing the write.
     """
     path = Path(path)
     check_writable(path)
@@ -90,6 +94,7 @@ def open_sink(
         audio_from=audio,
         crf=crf,
         preset=preset,
+        keep_damaged_audio=keep_damaged_audio,
     )
 
 

@@ -3,13 +3,18 @@
 Reading: frames are decoded in a background thread into a bounded queue (memory does not grow
 with the video's length), converted to upright RGB and handed out with their presentation
 timestamps.  Display rotation (phone video) is applied to the pixels, so the output needs no
-rotation tag and has none.
+rotation tag and has none.  Every frame the decoder gives is handed out, including those it
+holds back until the end of the stream; timestamps are made strictly increasing (a frame
+without one, or with one that does not increase, as in MPEG program streams and raw elementary
+streams, is shown one nominal frame after the previous; after a jump of more than a minute the
+frames keep their spacing from one nominal frame on).
 
 Writing: every frame is encoded with the presentation timestamp of the input frame it came from
 (variable frame rate survives), at the input's size.  Audio streams of the input are copied
-packet for packet; where the output container cannot hold an audio codec the stream is
-re-encoded to AAC (or Opus for WebM) with a warning.  The file is written under a temporary
-name and renamed when complete.
+packet for packet, or re-encoded where the output container cannot hold them (io/audio.py).
+Where the container refuses the stream setup, the writer tries again with every audio stream
+re-encoded, then with a 1/90000 video time base.  The file is written under a temporary name
+and renamed when complete.
 """
 
 from __future__ import annotations
@@ -19,21 +24,27 @@ import os
 import math
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, ffmpeg_message
+from .audio import FORMATS, AudioCopier
 from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
 
 log = logging.getLogger(__name__)
 
 #: Suffixes written as video; anything FFmpeg can demux is readable.
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm")
+VIDEO_SUFFIXES = tuple(FORMATS)
 _VIDEO_CODEC = {".webm": "libvpx-vp9"}  # everything else: libx264
-_FALLBACK_AUDIO = {".webm": "libopus"}  # everything else: aac
+#: Demuxer flags (AVFMT_NOTIMESTAMPS, AVFMT_TS_DISCONT): formats whose timestamps are guessed or
+#: may jump (raw elementary streams, MPEG program and transport streams).
+_UNRELIABLE_TIMESTAMPS = 0x80 | 0x200
+#: Decoder and demuxer errors, and PyAV's own complaints about what it read.
+READ_ERRORS = (av.FFmpegError, ValueError, OverflowError, UnicodeDecodeError, MemoryError)
 
 
 def codec_threads() -> int:
@@ -50,8 +61,16 @@ def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
-def _ffmpeg_message(err: Exception) -> str:
-    return getattr(err, "strerror", None) or str(err)
+def _video_stream(container) -> av.video.stream.VideoStream | None:
+    """The first video stream whose codec FFmpeg knows (the one every reader uses)."""
+    return next((s for s in container.streams.video if s.codec_context is not None), None)
+
+
+def _unreadable(path: Path, err: Exception) -> UserError:
+    return UserError(
+        f"{path} cannot be read as video ({ffmpeg_message(err)}): it is not media, or it is "
+        "damaged or truncated; give a video file or a folder of images"
+    )
 
 
 class VideoSource:
@@ -67,6 +86,9 @@ class VideoSource:
             is raised; ``damage`` holds the message afterwards.
     """
 
+    #: A longer gap between two frames (seconds) is a discontinuity, not a still picture.
+    MAX_GAP = 60
+
     def __init__(
         self, path: str | Path, queue_size: int = 8, start: int = 0, timestamps: list[int] | None = None
     ) -> None:
@@ -78,29 +100,18 @@ class VideoSource:
             container = av.open(str(self.path))
         except FileNotFoundError:
             raise UserError(f"input not found: {self.path}") from None
-        except (av.FFmpegError, UnicodeDecodeError) as err:
-            raise UserError(
-                f"{self.path} cannot be read as video ({_ffmpeg_message(err)}): it is not media, "
-                "or it is damaged or truncated; give a video file or a folder of images"
-            ) from None
-        if not container.streams.video:
+        except READ_ERRORS as err:
+            raise _unreadable(self.path, err) from None
+        try:
+            first, frames = self._open_stream(container)
+        except BaseException:
             container.close()
-            raise UserError(f"{self.path} has no video stream; give a video file or a folder of images")
-        self._container = container
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.codec_context.thread_count = codec_threads()
-        self._stream = stream
-        self._declared = stream.frames or None
-        self._expected_end = self._declared_end(container, stream)
-        frames = self._decode()
-        first = next(frames, None)
-        if first is None:
-            container.close()
-            raise UserError(f"{self.path} has a video stream but no frame could be decoded")
+            raise
+        stream = self._stream
         rotation = round(first.rotation or 0) % 360  # 0, 90, 180 or 270, counter-clockwise
         rate = stream.average_rate or stream.guessed_rate
         height, width = first.height, first.width
+        self._decoded_size = (width, height)  # every frame is converted to the first's size
         if round(rotation / 90) % 2:
             height, width = width, height
         self.info = VideoInfo(
@@ -114,6 +125,8 @@ class VideoSource:
             rotation=rotation,
             has_audio=bool(container.streams.audio),
         )
+        # pts ticks of one nominal frame: for frames whose timestamps must be made up.
+        self._step = max(1, round(1 / (Fraction(rate or 25) * stream.time_base))) if stream.time_base else 1
         index = 0
         if start > 0:
             first, frames, index = self._seek(start, timestamps)
@@ -121,17 +134,46 @@ class VideoSource:
             lambda: self._frames(first, frames, index), maxsize=queue_size, name="v2v-decode"
         )
 
+    def _open_stream(self, container) -> tuple[av.VideoFrame, Iterator[av.VideoFrame]]:
+        """Set up the first video stream and decode its first frame: ``(frame, the rest)``."""
+        if not container.streams.video:
+            raise UserError(f"{self.path} has no video stream; give a video file or a folder of images")
+        stream = _video_stream(container)
+        if stream is None:
+            raise UserError(f"{self.path}: its video codec is unknown to FFmpeg (or the header is damaged)")
+        self._container, self._stream = container, stream
+        try:
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = codec_threads()
+            self._declared = stream.frames or None
+            self._expected_end = self._declared_end(container, stream)
+            frames = self._decode()
+            first = next(frames, None)
+        except READ_ERRORS as err:
+            raise UserError(
+                f"{self.path}: its {stream.codec_context.name} video cannot be decoded "
+                f"({ffmpeg_message(err)}); FFmpeg lacks the codec or the file is damaged"
+            ) from None
+        if first is None:
+            raise UserError(f"{self.path} has a video stream but no frame could be decoded")
+        return first, frames
+
     def _seek(self, start: int, timestamps: list[int] | None):
         """Position the decoder on frame ``start``: ``(that frame, the rest, start)``."""
         timestamps = timestamps if timestamps is not None else presentation_timestamps(self.path)
+        if timestamps is None:
+            raise ValueError(f"{self.path} has no frame-accurate timestamps to seek by")
         if start >= len(timestamps):
             raise ValueError(f"{self.path} has {len(timestamps)} frames; cannot start at {start}")
         target = timestamps[start]
-        self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-        frames = self._decode()
-        for frame in frames:
-            if frame.pts is not None and frame.pts >= target:
-                return frame, frames, start
+        try:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            frames = self._decode()
+            for frame in frames:
+                if frame.pts is not None and frame.pts >= target:
+                    return frame, frames, start
+        except READ_ERRORS as err:
+            raise UserError(f"{self.path} is damaged: frame {start} cannot be decoded ({ffmpeg_message(err)})") from None
         raise UserError(f"{self.path} is damaged: frame {start} cannot be decoded")
 
     @staticmethod
@@ -152,20 +194,37 @@ class VideoSource:
         """Decoded frames; demux/decode errors surface as exceptions of PyAV."""
         return self._container.decode(self._stream)
 
+    def _rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        """Upright RGB at the first frame's size (a stream may change size midway)."""
+        width, height = self._decoded_size
+        if (frame.width, frame.height) != (width, height):
+            frame = frame.reformat(width=width, height=height)
+        return _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
+
     def _frames(self, first: av.VideoFrame, rest: Iterator[av.VideoFrame], index: int = 0) -> Iterator[Frame]:
         frame = first
         tb = self._stream.time_base
-        last_time = None
+        last_pts = None
+        shift = 0  # added to every later timestamp after a jump
+        jump = round(self.MAX_GAP / tb) if tb else None
         try:
             while frame is not None:
-                image = _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
-                time = float(frame.pts * tb) if frame.pts is not None and tb else None
-                last_time = time
-                yield Frame(image=image, index=index, pts=frame.pts, time=time)
+                pts = None if frame.pts is None else frame.pts + shift
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    # Missing or not increasing (MPEG-PS, raw streams): one nominal frame later.
+                    pts = 0 if last_pts is None else last_pts + self._step
+                elif last_pts is not None and jump and pts - last_pts > jump:
+                    # A jump forward of more than MAX_GAP (a damaged or spliced file): the
+                    # frames from here on keep their spacing, one nominal frame on.
+                    shift -= pts - last_pts - self._step
+                    pts = last_pts + self._step
+                last_pts = pts
+                time = float(pts * tb) if tb else None
+                yield Frame(image=self._rgb(frame), index=index, pts=pts, time=time)
                 index += 1
                 frame = next(rest, None)
-        except av.FFmpegError as err:
-            self.damage = f"{self.path} is damaged after frame {index}: {_ffmpeg_message(err)}"
+        except READ_ERRORS as err:
+            self.damage = f"{self.path} is damaged after frame {index}: {ffmpeg_message(err)}"
             raise UserError(self.damage) from None
         if self._declared and index < self._declared:
             self.damage = (
@@ -173,6 +232,7 @@ class VideoSource:
                 "(truncated or damaged file)"
             )
             raise UserError(self.damage)
+        last_time = float(last_pts * tb) if tb and last_pts is not None else None
         if self._expected_end is not None and last_time is not None:
             # Allow the last frame's own duration (a few frame intervals at low frame rates).
             slack = 3.0 / (self.info.fps or 10.0) + 0.05
@@ -197,30 +257,56 @@ class VideoSource:
         self.close()
 
 
-def presentation_timestamps(path: str | Path) -> list[int]:
+def presentation_timestamps(path: str | Path) -> list[int] | None:
     """The presentation timestamps of every video frame, in display order, from the packets
-    alone (no decoding): a fast first pass that gives the frame count and allows seeking."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        pts = []
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is not None and packet.size:
-                    pts.append(packet.pts)
-        except av.FFmpegError:
-            pass  # damaged: the decoder reports it when it gets there
-    return sorted(pts)
+    alone (no decoding): a fast first pass that gives the frame count and allows seeking.
+
+    None where the packets' timestamps cannot be trusted to name each frame once: a format
+    whose timestamps are guessed or may jump (raw streams, MPEG-PS/TS), a packet without one,
+    or two packets with the same one.  Such a file is read from start to end instead."""
+    try:
+        with av.open(str(path)) as container:
+            if container.format.flags & _UNRELIABLE_TIMESTAMPS:
+                return None
+            stream = _video_stream(container)
+            if stream is None:
+                return None
+            pts = []
+            try:
+                for packet in container.demux(stream):
+                    if packet.size:
+                        if packet.pts is None:
+                            return None
+                        pts.append(packet.pts)
+            except av.FFmpegError:
+                pass  # damaged: the decoder reports it when it gets there
+    except READ_ERRORS:
+        return None
+    pts.sort()
+    return pts if all(a < b for a, b in zip(pts, pts[1:])) else None
 
 
 class _Clock:
-    """Timestamps of the frames a writer encodes: given ones must increase; a frame without one
-    is shown one nominal frame after the previous."""
+    """Timestamps of the frames a writer encodes.
 
-    def __init__(self, time_base: Fraction, rate: Fraction, size: tuple[int, int], first_frame: int = 0) -> None:
+    Given timestamps (in the source's ``in_time_base``) must increase; they are rescaled to the
+    encoder's ``time_base`` (where a rescale to a coarser base makes two equal, the later moves
+    one tick on).  A frame without one is shown one nominal frame after the previous."""
+
+    def __init__(
+        self, time_base: Fraction, rate: Fraction, size: tuple[int, int], first_frame: int = 0,
+        in_time_base: Fraction | None = None,
+    ) -> None:
         self.time_base, self.rate, self.size = time_base, rate, size  # size: (width, height)
+        self.in_time_base = in_time_base or time_base
         self._step = 1 / (rate * time_base)  # pts ticks per frame
         self._next: Fraction | int = first_frame * self._step
         self._last: int | None = None
+        self._last_given: int | None = None
+
+    def fresh(self, first_frame: int) -> _Clock:
+        """A clock with the same rules, for frames from ``first_frame`` on (a segment part)."""
+        return _Clock(self.time_base, self.rate, self.size, first_frame, self.in_time_base)
 
     def frame(self, image: np.ndarray, pts: int | None) -> av.VideoFrame:
         """An encoder frame of ``image`` at ``pts`` (or the next nominal time); the image must
@@ -231,6 +317,14 @@ class _Clock:
             raise ValueError(f"frame is {image.shape[1]}x{image.shape[0]}, the video is {self.size[0]}x{self.size[1]}")
         if pts is None:
             pts = round(self._next)
+        else:
+            if self._last_given is not None and pts <= self._last_given:
+                raise ValueError(f"timestamps must increase: {pts} after {self._last_given}")
+            self._last_given = pts
+            if self.in_time_base != self.time_base:
+                pts = round(pts * self.in_time_base / self.time_base)
+                if self._last is not None and pts <= self._last:
+                    pts = self._last + 1
         if self._last is not None and pts <= self._last:
             raise ValueError(f"timestamps must increase: {pts} after {self._last}")
         self._last, self._next = pts, pts + self._step
@@ -254,7 +348,12 @@ class VideoSink(AtomicSink):
         preset: the x264 speed preset.
         pix_fmt, codec: override the defaults (yuv420p/yuv444p; libx264, or VP9 for WebM),
             e.g. ``codec="ffv1", pix_fmt="bgr0"`` for a lossless RGB intermediate.
+        keep_damaged_audio: audio that turns out damaged midway ends there with a warning,
+            instead of failing the write (``run on_error=keep``).
     """
+
+    #: The fallback video time base, where a container refuses the source's.
+    SAFE_TIME_BASE = Fraction(1, 90000)
 
     def __init__(
         self,
@@ -268,41 +367,84 @@ class VideoSink(AtomicSink):
         preset: str = "medium",
         pix_fmt: str | None = None,
         codec: str | None = None,
+        keep_damaged_audio: bool = False,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise UserError(f"cannot write video {self.path}: use one of {', '.join(VIDEO_SUFFIXES)}")
-        self._tmp = temporary_sibling(self.path)
-        self._container = av.open(str(self._tmp), mode="w", format=self._format_name(suffix))
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(25)
-        self._time_base = time_base or 1 / rate
-        self._clock = _Clock(self._time_base, rate, (width, height))
-        stream = self._container.add_stream(codec or _VIDEO_CODEC.get(suffix, "libx264"), rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p")
-        stream.time_base = self._time_base
-        stream.codec_context.time_base = self._time_base
-        stream.codec_context.thread_count = codec_threads()
-        if stream.codec_context.name == "libx264":
-            stream.options = {"crf": str(crf), "preset": preset}
-        elif stream.codec_context.name == "libvpx-vp9":  # constant quality mode needs b:v 0
-            stream.options = {"crf": str(crf + 14), "b:v": "0", "row-mt": "1"}
-        self._video = stream
-        self._audio = _AudioCopier(audio_from, self._container, suffix) if audio_from else None
+        source_tb = time_base or 1 / rate
+        video = dict(codec=codec or _VIDEO_CODEC.get(suffix, "libx264"), width=width, height=height, rate=rate,
+                     pix_fmt=pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"),
+                     crf=crf, preset=preset)
+        audio = dict(source=audio_from, suffix=suffix, keep_damaged=keep_damaged_audio)
+        # The first setup the muxer accepts: as asked; every audio stream re-encoded; then also
+        # a time base every container takes.
+        tries = [(False, source_tb), (True, source_tb), (True, self.SAFE_TIME_BASE)]
+        if not audio_from:
+            tries = [t for t in tries if t[0]]
+        self._tmp = temporary_sibling(self.path)
+        for attempt, (encode_audio, tb) in enumerate(tries):
+            try:
+                self._open(video, audio, encode_audio, tb)
+                break
+            except av.FFmpegError as err:
+                self._close_container()
+                if attempt == len(tries) - 1:
+                    discard(self._tmp)
+                    raise UserError(f"cannot write {self.path}: {ffmpeg_message(err)}") from None
+                log.info("the %s muxer refused the setup (%s): trying again", suffix, ffmpeg_message(err))
+        self._clock = _Clock(tb, rate, (width, height), in_time_base=source_tb)
         self._flushed = False  # the encoder has been drained (by append): nothing more to encode
         self.frames_written = 0
 
-    @staticmethod
-    def _format_name(suffix: str) -> str:
-        return {".mkv": "matroska", ".webm": "webm", ".mov": "mov"}.get(suffix, "mp4")
+    def _open(self, video: dict, audio: dict, encode_audio: bool, time_base: Fraction) -> None:
+        """Open the container with its streams and write the header (where a muxer refuses)."""
+        self._audio = None
+        self._container = av.open(str(self._tmp), mode="w", format=FORMATS[audio["suffix"]])
+        stream = self._container.add_stream(video["codec"], rate=video["rate"])
+        stream.width, stream.height, stream.pix_fmt = video["width"], video["height"], video["pix_fmt"]
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.codec_context.thread_count = codec_threads()
+        options = {}
+        if stream.codec_context.name == "libx264":
+            options = {"crf": str(video["crf"]), "preset": video["preset"]}
+        elif stream.codec_context.name == "libvpx-vp9":  # constant quality mode needs b:v 0
+            options = {"crf": str(video["crf"] + 14), "b:v": "0", "row-mt": "1"}
+        stream.options = dict(options)
+        self.encoder_options = options  # for parts: an opened encoder no longer lists its options
+        self._video = stream
+        if audio["source"]:
+            self._audio = AudioCopier(audio["source"], self._container, audio["suffix"], encode_all=encode_audio,
+                                      keep_damaged=audio["keep_damaged"])
+        self._container.start_encoding()
+
+    def _close_container(self) -> None:
+        try:
+            if self._audio is not None:
+                self._audio.close()
+            self._container.close()
+        except Exception:  # noqa: BLE001 - the output is being discarded anyway
+            pass
 
     def write(self, image: np.ndarray, pts: int | None = None) -> None:
         """Encode one ``(H, W, 3)`` uint8 RGB frame shown at ``pts`` (in ``time_base`` units)."""
         if self._flushed:
             raise ValueError("this video has parts appended: write to a part instead")
-        self._mux(self._video.encode(self._clock.frame(image, pts)))
+        frame = self._clock.frame(image, pts)
+        with self._muxer_errors():
+            self._mux(self._video.encode(frame))
         self.frames_written += 1
+
+    @contextmanager
+    def _muxer_errors(self) -> Iterator[None]:
+        """An encoder or muxer failure (mostly a damaged input's timing or audio) as one line."""
+        try:
+            yield
+        except av.FFmpegError as err:
+            raise UserError(f"cannot write {self.path}: {ffmpeg_message(err)}") from None
 
     def part(self, first_frame: int = 0) -> VideoPart:
         """A writer for frames that come after all of this sink's (a later segment of the same
@@ -315,12 +457,13 @@ class VideoSink(AtomicSink):
     def append(self, part: VideoPart) -> None:
         """Mux a closed part's packets after everything written here so far (the first append
         drains this sink's encoder: later frames go to parts)."""
-        if not self._flushed:
-            self._mux(self._video.encode(None))
-            self._flushed = True
-        for packet in part.packets():
-            packet.stream = self._video
-            self._mux([packet])
+        with self._muxer_errors():
+            if not self._flushed:
+                self._mux(self._video.encode(None))
+                self._flushed = True
+            for packet in part.packets():
+                packet.stream = self._video
+                self._mux([packet])
         self.frames_written += part.frames_written
 
     def _mux(self, packets) -> None:
@@ -333,12 +476,13 @@ class VideoSink(AtomicSink):
     def close(self) -> None:
         """Flush the encoder, finish the audio and move the file into place."""
         try:
-            if not self._flushed:
-                self._mux(self._video.encode(None))
-            if self._audio is not None:
-                self._audio.mux_until(math.inf)
-                self._audio.close()
-            self._container.close()
+            with self._muxer_errors():
+                if not self._flushed:
+                    self._mux(self._video.encode(None))
+                if self._audio is not None:
+                    self._audio.mux_until(math.inf)
+                    self._audio.close()
+                self._container.close()
         except BaseException:
             self.abort()
             raise
@@ -346,12 +490,7 @@ class VideoSink(AtomicSink):
 
     def abort(self) -> None:
         """Drop the unfinished output: nothing is left behind."""
-        try:
-            if self._audio is not None:
-                self._audio.close()
-            self._container.close()
-        except Exception:  # noqa: BLE001 - the output is being discarded anyway
-            pass
+        self._close_container()
         discard(self._tmp)
 
 
@@ -376,10 +515,9 @@ class VideoPart:
         codec.framerate = main.framerate
         codec.flags = main.flags  # e.g. global header: no parameter sets inside the packets
         codec.thread_count = main.thread_count
-        codec.options = dict(sink._video.options)
+        codec.options = dict(sink.encoder_options)  # the same options: the bitstreams must join
         self._codec = codec
-        clock = sink._clock  # the sink's timing rules, from this part's first frame on
-        self._clock = _Clock(clock.time_base, clock.rate, clock.size, first_frame)
+        self._clock = sink._clock.fresh(first_frame)  # the sink's timing rules, from this frame on
         self.path = temporary_sibling(sink.path.with_suffix(".packets"))
         self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
         self.frames_written = 0
@@ -417,94 +555,3 @@ class VideoPart:
     def abort(self) -> None:
         self._spool.close()
         discard(self.path)
-
-
-class _AudioCopier:
-    """Copy (or, where the container refuses the codec, re-encode) every audio stream of a file."""
-
-    def __init__(self, source: str | Path, output: av.container.OutputContainer, suffix: str) -> None:
-        self._input = av.open(str(source))
-        self._streams = {}  # input stream index -> (output stream, transcoder or None)
-        supported = output.supported_codecs
-        for stream in self._input.streams.audio:
-            if stream.codec_context.name in supported:
-                self._streams[stream.index] = (output.add_stream_from_template(stream), None)
-            else:
-                codec = _FALLBACK_AUDIO.get(suffix, "aac")
-                log.warning(
-                    "audio codec %s does not fit a %s file: re-encoding it to %s",
-                    stream.codec_context.name, suffix, codec,
-                )
-                # Opus only takes 48 kHz; AAC keeps the source rate.
-                rate = 48000 if codec == "libopus" else stream.codec_context.sample_rate
-                out = output.add_stream(codec, rate=rate)
-                out.layout = stream.codec_context.layout
-                self._streams[stream.index] = (out, _Transcoder(stream, out))
-        self._packets = (
-            self._input.demux(*self._input.streams.audio) if self._streams else iter(())
-        )
-        self._pending = None
-        self._output = output
-
-    def mux_until(self, seconds: float) -> None:
-        """Mux the audio packets that start before ``seconds``."""
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                if seconds == math.inf:
-                    for out, transcoder in self._streams.values():
-                        if transcoder:
-                            for p in transcoder.flush():
-                                self._output.mux(p)
-                return
-            if packet.pts is not None and float(packet.pts * packet.time_base) > seconds:
-                self._pending = packet
-                return
-            out, transcoder = self._streams[packet.stream.index]
-            if transcoder is not None:
-                for p in transcoder.feed(packet):
-                    self._output.mux(p)
-            elif packet.dts is not None:  # the demuxer's final empty packet has none
-                packet.stream = out
-                self._output.mux(packet)
-
-    def close(self) -> None:
-        self._input.close()
-
-
-class _Transcoder:
-    """Decode an audio stream and re-encode it for an output stream."""
-
-    def __init__(self, stream, out) -> None:
-        self._out = out
-        # Encoders take fixed-size frames: 1024 samples for AAC, 960 (20 ms) for Opus.
-        frame_size = 960 if out.codec_context.name == "libopus" else 1024
-        self._resampler = av.AudioResampler(
-            format=out.codec_context.format, layout=out.codec_context.layout,
-            rate=out.codec_context.sample_rate, frame_size=frame_size,
-        )
-
-    def feed(self, packet):
-        for frame in packet.decode():
-            for resampled in self._resampler.resample(frame):
-                yield from self._out.encode(resampled)
-
-    def flush(self):
-        for resampled in self._resampler.resample(None):
-            yield from self._out.encode(resampled)
-        yield from self._out.encode(None)
-
-
-def audio_fits(source: str | Path, suffix: str) -> bool:
-    """True where every audio stream of ``source`` can be copied into a ``suffix`` file."""
-    formats = {".mkv": "matroska", ".webm": "webm", ".mov": "mov"}
-    with av.open(str(source)) as inp:
-        codecs = [s.codec_context.name for s in inp.streams.audio]
-    if not codecs:
-        return True
-    probe = av.open(os.devnull, mode="w", format=formats.get(suffix, "mp4"))
-    try:
-        return all(c in probe.supported_codecs for c in codecs)
-    finally:
-        probe.close()
