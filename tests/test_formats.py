@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: name -> (video encoder, audio encoder, muxer, extra make_media options, the default output's
 #: suffix and what happens to its audio there: "copy", or the codec it is re-encoded to).
-#: theora has no encoder in PyAV's FFmpeg, so the .ogv clip is VP8 + Opus.
+#: theora has no encoder in PyAV's FFmpeg, so the .ogv clip is VP8 + Vorbis.
 MATRIX = {
     "clip.asf": ("msmpeg4", "wmav2", "asf", {}, ".mp4", "aac"),
     "clip.wmv": ("msmpeg4", "wmav2", "asf", {}, ".mp4", "aac"),
@@ -38,7 +38,7 @@ MATRIX = {
     "clip.flv": ("flv", "libmp3lame", "flv", {}, ".mp4", "copy"),
     "clip.3gp": ("h263", "libopencore_amrnb", "3gp", {"audio_rate": 8000, "layout": "mono"}, ".mp4", "aac"),
     "clip.avi": ("mpeg4", "pcm_s16le", "avi", {}, ".mkv", "copy"),
-    "clip.ogv": ("libvpx", "libopus", "ogg", {"audio_rate": 48000}, ".mp4", "copy"),
+    "clip.ogv": ("libvpx", "vorbis", "ogg", {}, ".mp4", "copy"),
     "clip.webm": ("libvpx-vp9", "libopus", "webm", {"audio_rate": 48000}, ".mp4", "copy"),
     "clip.mkv": ("libx264", "vorbis", "matroska", {}, ".mp4", "copy"),
     "clip.gif": ("gif", None, "gif", {}, ".mp4", None),
@@ -146,6 +146,29 @@ def test_temporal_segments_on_a_seekable_file_keep_every_frame(tmp_path, weights
     clip = make_clip(tmp_path / "c.mp4", moving_pattern(30, 48, 64), audio="aac", options={"bf": "2"})
     output = run(clip, weights["temporal"], output=str(tmp_path / "out.mp4"), batch=3, warmup=2)
     assert presentation_times(output) == pytest.approx(presentation_times(clip), abs=1e-6)
+
+
+def test_a_container_that_refuses_the_source_time_base_gets_a_safe_one(tmp_path, weights, monkeypatch):
+    """Where the muxer refuses the first setups, the writer re-encodes the audio, then moves the
+    video to a 1/90000 time base: the frames keep their times and the sound stays."""
+    from vid2vid_lite.io.video import VideoSink
+
+    clip = make_clip(tmp_path / "c.mp4", moving_pattern(12, 48, 64), fps=30, audio="aac")
+    open_as_asked = VideoSink._open
+    tried = []
+
+    def refuse_all_but_the_safe_time_base(self, video, audio, encode_audio, time_base):
+        tried.append((encode_audio, time_base))
+        if time_base != VideoSink.SAFE_TIME_BASE:
+            raise av.error.ArgumentError(22, "Invalid argument")  # what MP4 said in the issue
+        open_as_asked(self, video, audio, encode_audio, time_base)
+
+    monkeypatch.setattr(VideoSink, "_open", refuse_all_but_the_safe_time_base)
+    output = run(clip, weights["framewise"], output=str(tmp_path / "out.mp4"))
+    assert [t[0] for t in tried] == [False, True, True] and tried[-1][1] == VideoSink.SAFE_TIME_BASE
+    assert presentation_times(output) == pytest.approx(presentation_times(clip), abs=1e-4)
+    assert decoded(output)[1] == ["aac"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "out.mp4"]
 
 
 def undecodable(path: Path) -> Path:

@@ -146,6 +146,8 @@ class AudioCopier:
                 except av.FFmpegError as err:
                     self._damaged(err)
             elif packet.dts is not None:  # the demuxer's final empty packet has none
+                if packet.duration and not 0 < packet.duration < 1 << 31:
+                    packet.duration = 0  # Ogg's trimmed last packet says -640 as unsigned: unknown
                 last = self._last.get(packet.stream.index)
                 if last is not None and packet.dts < last:
                     # Repeated or backward times (RealMedia, damaged files): muxers refuse
