@@ -383,7 +383,7 @@ class VideoSink(AtomicSink):
         # a time base every container takes.
         tries = [(False, source_tb), (True, source_tb), (True, self.SAFE_TIME_BASE)]
         if not audio_from:
-            tries = [t for t in tries if t[0]]
+            tries = tries[1:]  # without audio the first two are the same
         self._tmp = temporary_sibling(self.path)
         for attempt, (encode_audio, tb) in enumerate(tries):
             try:
