@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import importlib.util
 import json
 import os
@@ -79,13 +80,23 @@ def test_summary_lists_jobs_without_metrics(tmp_path):
     assert "| 1 | 10 | no metrics |" in out.stdout
 
 
-def test_launcher_configs_are_complete():
-    joblib = yaml.safe_load((LAUNCHERS / "joblib.yaml").read_text())
-    assert joblib["_target_"].endswith("JoblibLauncher") and joblib["n_jobs"] >= 1
-    slurm = yaml.safe_load((LAUNCHERS / "submitit_slurm.yaml").read_text())
-    assert slurm["_target_"].endswith("SlurmLauncher")
-    for key in ("timeout_min", "gpus_per_node", "tasks_per_node", "partition", "max_num_timeout"):
-        assert key in slurm
+@pytest.mark.parametrize("name, schema", [
+    ("joblib.yaml", "hydra_plugins.hydra_joblib_launcher.config.JobLibLauncherConf"),
+    ("submitit_slurm.yaml", "hydra_plugins.hydra_submitit_launcher.config.SlurmQueueConf"),
+])
+def test_launcher_configs_match_their_plugins_schema(name, schema):
+    """Each launcher config names the plugin's own launcher and only options of the plugin's
+    config dataclass: a renamed or misspelt option, or a wrong ``_target_``, fails here."""
+    import dataclasses
+
+    module, _, cls = schema.rpartition(".")
+    if importlib.util.find_spec(module.rpartition(".")[0]) is None:
+        pytest.skip(f"{module} is the `launchers` extra")
+    conf = getattr(importlib.import_module(module), cls)
+    config = yaml.safe_load((LAUNCHERS / name).read_text())
+    fields = {f.name: f for f in dataclasses.fields(conf)}
+    assert config["_target_"] == fields["_target_"].default
+    assert not set(config) - set(fields), f"{name}: not options of {cls}: {set(config) - set(fields)}"
 
 
 @pytest.mark.skipif(
