@@ -375,7 +375,8 @@ class VideoSink(AtomicSink):
             raise UserError(f"cannot write video {self.path}: use one of {', '.join(VIDEO_SUFFIXES)}")
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(25)
         source_tb = time_base or 1 / rate
-        video = dict(codec=codec or _VIDEO_CODEC.get(suffix, "libx264"), width=width, height=height, rate=rate,
+        video = dict(format=FORMATS[suffix], codec=codec or _VIDEO_CODEC.get(suffix, "libx264"),
+                     width=width, height=height, rate=rate,
                      pix_fmt=pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"),
                      crf=crf, preset=preset)
         audio = dict(source=audio_from, suffix=suffix, keep_damaged=keep_damaged_audio)
@@ -402,7 +403,7 @@ class VideoSink(AtomicSink):
     def _open(self, video: dict, audio: dict, encode_audio: bool, time_base: Fraction) -> None:
         """Open the container with its streams and write the header (where a muxer refuses)."""
         self._audio = None
-        self._container = av.open(str(self._tmp), mode="w", format=FORMATS[audio["suffix"]])
+        self._container = av.open(str(self._tmp), mode="w", format=video["format"])
         stream = self._container.add_stream(video["codec"], rate=video["rate"])
         stream.width, stream.height, stream.pix_fmt = video["width"], video["height"], video["pix_fmt"]
         stream.time_base = time_base
