@@ -15,8 +15,8 @@ from vid2vid_lite.datasets import flow_cache
 from vid2vid_lite.datasets.clips import (
     Augment, ClipDataset, ClipSampler, PrepareSettings, curriculum, discover, prepare_video, prepare_videos,
 )
-from vid2vid_lite.datasets.synthetic import camera_pan
-from vid2vid_lite.datasets.tasks import RestoreDegradation, down_up, edges, get_task, gray, one_hot
+from vid2vid_lite.datasets.synthetic import camera_move, camera_pan, load_photo
+from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, down_up, edges, get_task, gray, one_hot
 from vid2vid_lite.errors import UserError
 from vid2vid_lite.io import read_video, write_video
 from vid2vid_lite.metrics import psnr
@@ -70,7 +70,7 @@ def test_colorize_edges_upscale_pair_makers_on_a_real_clip(real_frames):
 
 
 def test_restore_pair_maker_reencodes_with_x264_and_noise_reproducibly(real_frames):
-    task = get_task("restore", degradation=RestoreDegradation(crf=(38, 38), noise=(0.01, 0.01)))
+    task = get_task("restore", degradation=RestoreDegradation.x264(crf=(38, 38), noise=(0.01, 0.01)))
     first = np.stack(list(task.degrade(iter(real_frames), np.random.default_rng(1))))
     again = np.stack(list(task.degrade(iter(real_frames), np.random.default_rng(1))))
     other = np.stack(list(task.degrade(iter(real_frames), np.random.default_rng(2))))
@@ -78,11 +78,55 @@ def test_restore_pair_maker_reencodes_with_x264_and_noise_reproducibly(real_fram
     assert np.array_equal(first, again)  # seeded: a run is reproducible
     assert not np.array_equal(first, other)  # the noise is random
     assert 22 < db(first, real_frames) < 36  # visibly degraded, still the same picture
-    clean = np.stack(list(get_task("restore", degradation=RestoreDegradation(crf=(18, 18), noise=(0, 0))).degrade(
+    clean = np.stack(list(get_task("restore", degradation=RestoreDegradation.x264(crf=(18, 18))).degrade(
         iter(real_frames), np.random.default_rng(1))))
     assert db(clean, real_frames) > db(first, real_frames) + 5  # the CRF is what degrades
     with pytest.raises(ValueError):
         task.make_input(real_frames)  # restore works on whole videos
+
+
+@pytest.mark.parametrize("codec, quality", [("libx265", 38), ("mpeg4", 16)])
+def test_restore_degrades_with_other_codecs(real_frames, codec, quality):
+    """x265 at a CRF and MPEG-4 Part 2 at a fixed quantiser: really encoded (lossy, still the
+    picture), and a lower quality setting degrades less."""
+    def degraded(q: int) -> np.ndarray:
+        degradation = RestoreDegradation((Encoding(codec, (q, q), ("medium",)),))
+        return np.stack(list(degradation(iter(real_frames), np.random.default_rng(0))))
+
+    heavy, light = degraded(quality), degraded(quality // 4)
+    assert heavy.shape == real_frames.shape
+    assert 20 < db(heavy, real_frames) < 38
+    assert db(light, real_frames) > db(heavy, real_frames) + 3
+
+
+def test_restore_draws_clean_videos_and_one_encoding_per_video(real_frames):
+    always_clean = RestoreDegradation(clean=1.0)
+    assert np.array_equal(np.stack(list(always_clean(iter(real_frames), np.random.default_rng(0)))), real_frames)
+    mixed = RestoreDegradation((Encoding("libx264", (20, 44), ("veryfast", "slow")), Encoding("mpeg4", (3, 20))), clean=0.25)
+    draws = [mixed.draw(np.random.default_rng(seed))[0] for seed in range(400)]
+    clean = sum(d is None for d in draws)
+    assert 60 < clean < 140  # about a quarter
+    kept = [d for d in draws if d is not None]
+    assert {d.codec for d in kept} == {"libx264", "mpeg4"}
+    assert all(20 <= d.quality[0] <= 44 for d in kept if d.codec == "libx264")
+    assert {d.presets[0] for d in kept if d.codec == "libx264"} == {"veryfast", "slow"}
+    assert mixed.draw(np.random.default_rng(7)) == mixed.draw(np.random.default_rng(7))  # seeded
+
+
+def test_camera_move_pans_zooms_and_turns_inside_the_photo():
+    photo = load_photo("astronaut")  # 512x512
+    frames = camera_move(photo, 12, (96, 128), np.random.default_rng(3))
+    assert frames.shape == (12, 96, 128, 3) and frames.dtype == np.uint8
+    assert db(frames[1], frames[0]) < 40  # it moves
+    again = camera_move(photo, 12, (96, 128), np.random.default_rng(3))
+    assert np.array_equal(frames, again)
+    # Consecutive frames are one small similarity transform apart: DIS finds a smooth, small flow.
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(
+        cv2.cvtColor(frames[5], cv2.COLOR_RGB2GRAY), cv2.cvtColor(frames[6], cv2.COLOR_RGB2GRAY), None)
+    speed = np.hypot(flow[..., 0], flow[..., 1])
+    assert 0.05 < np.median(speed) < 12
+    with pytest.raises(ValueError, match="too small"):
+        camera_move(photo[:100, :100], 4, (96, 128), np.random.default_rng(0))
 
 
 def test_task_specs_label_maps_and_errors():

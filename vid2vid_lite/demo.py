@@ -1,7 +1,7 @@
 """The demo that ``python -m vid2vid_lite.run`` gives when it is called without an input.
 
 It takes the bundled sample clip (5 s of Big Buck Bunny, 480x270, with its sound), degrades it
-the way the ``restore`` task does (x264 at CRF 35 plus light noise), restores it with the
+as a user's heavily compressed upload looks (x264 at CRF 38), restores it with the
 bundled temporal model and with the frame-wise one, and writes both outputs, a labelled
 side-by-side video (degraded | frame-wise | temporal | original) and the evaluation report into
 ``demo_dir`` (default ``v2v_demo/``).
@@ -23,7 +23,7 @@ from .evaluate import evaluate, format_table, write_report
 from .io import open_sink, open_source
 
 #: The degradation the demo shows: fixed, so that every run shows the same thing.
-DEMO_DEGRADATION = RestoreDegradation(crf=(35, 35), noise=(0.01, 0.01))
+DEMO_DEGRADATION = RestoreDegradation.x264(crf=(38, 38), preset="medium")
 MODELS = {"framewise": "restore-framewise", "temporal": "restore"}
 
 
@@ -52,7 +52,7 @@ def run_demo(cfg: DictConfig, translate) -> Path:
     folder = Path(str(cfg.demo_dir)).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     original = sample_clip()
-    print(f"demo: degrading {original.name} (x264 CRF 35 + noise) -> {folder}/degraded.mp4")
+    print(f"demo: degrading {original.name} (x264 CRF 38) -> {folder}/degraded.mp4")
     degraded = degrade(original, folder / "degraded.mp4")
     outputs = {}
     for kind, weights in MODELS.items():

@@ -150,7 +150,7 @@ def warp_loss(
         flow: backward flow t -> t-1 (B, 2, H, W) in pixels.
         valid: (B, 1, H, W), 1 where the flow is trusted; None = everywhere.
 
-    Keep its weight small relative to L1 (DESIGN.md: a large warp weight makes the model copy).
+    Keep its weight small relative to L1 (docs/DESIGN.md: a large warp weight makes the model copy).
     """
     return masked_l1_loss(current, warp(previous, flow), valid)
 
@@ -182,7 +182,7 @@ def mask_regularizer(mask: torch.Tensor, valid: torch.Tensor | None = None) -> t
 
     The blend mask m (B, 1, H, W) is 1 where the generator takes its new image.  Left alone
     with a warp loss, m collapses towards 0 (copy everything) and quality drifts away
-    (DESIGN.md).  The first term is a sparsity prior on copying: the model copies only where
+    (docs/DESIGN.md).  The first term is a sparsity prior on copying: the model copies only where
     that wins more than the weight costs.  With ``valid``, copying occluded pixels (where the
     warped past is wrong by construction) is penalised once more.
     """

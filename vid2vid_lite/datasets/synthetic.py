@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
@@ -150,3 +151,47 @@ def camera_pan(
     frame (integers: exact), starting at crop offset ``start`` ``(x, y)``."""
     image = load_photo(photo) if isinstance(photo, str) else photo
     return render_pan(image, pan_offsets(num_frames, velocity, start), size)
+
+
+def camera_move(
+    photo: np.ndarray,
+    num_frames: int,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    max_zoom: float = 1.15,
+    max_degrees: float = 3.0,
+) -> np.ndarray:
+    """A hand-held-like camera move over ``photo`` ``(H, W, 3)`` uint8: ``(T, h, w, 3)`` uint8.
+
+    The view pans at a random constant speed (at most ~6 px a frame), zooms smoothly by up to
+    ``max_zoom`` (in or out) and turns by up to ``max_degrees`` over the clip, with no parallax
+    (a flat scene).  The photo is first shrunk (area filter, so the frames are clean) until the
+    view's diagonal spans 60-85% of its short side, then each frame is resampled bicubically.  Training data for ``restore``: real texture with
+    real motion, no compression of its own.
+    """
+    h, w = size
+    # Half the view's diagonal at the widest zoom: room for any rotation.
+    reach = 0.5 * float(np.hypot(w, h)) * max_zoom * 1.01
+    cover = rng.uniform(0.6, 0.85)  # that diagonal's share of the photo's short side
+    scale = 2 * reach / (cover * min(photo.shape[:2]))
+    if scale < 1:
+        photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    big_h, big_w = photo.shape[:2]
+    zoom = np.exp(np.linspace(0.0, rng.uniform(-1, 1) * np.log(max_zoom), num_frames))
+    angle = np.linspace(0.0, rng.uniform(-max_degrees, max_degrees), num_frames)
+    # The view's centre moves in a straight line that keeps the (rotated, zoomed) view inside.
+    low, high = np.array([reach, reach]), np.array([big_w - reach, big_h - reach])
+    if (high <= low).any():
+        raise ValueError(f"photo {photo.shape[:2]} is too small for a {size} view")
+    start, end = rng.uniform(low, high), rng.uniform(low, high)
+    travel = np.minimum(1.0, 6.0 * (num_frames - 1) / max(1e-6, float(np.hypot(*(end - start)))))
+    end = start + (end - start) * travel  # at most ~6 px a frame
+    frames = []
+    for t in range(num_frames):
+        centre = start + (end - start) * t / max(1, num_frames - 1)
+        # Maps output pixels to photo pixels: rotate and scale about the view's centre.
+        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), float(angle[t]), 1.0 / float(zoom[t]))
+        matrix[:, 2] += centre - np.array([w / 2, h / 2])
+        frames.append(cv2.warpAffine(photo, matrix, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REFLECT101))
+    return np.stack(frames)

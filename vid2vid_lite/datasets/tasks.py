@@ -8,8 +8,8 @@ kind of input in both.
 ==========  ==================================  ==================  =====  ===========
 task        input A                             target B            in ch  A made
 ==========  ==================================  ==================  =====  ===========
-restore     the clip re-encoded (x264, high     clean frame         3      per video
-            CRF) plus light noise
+restore     the clip re-encoded (x264, x265 or  clean frame         3      per video
+            MPEG-4 at a random quality)
 paired      the user's A side                   the user's B side   3      given
 colorize    luma (BT.601), 1 channel            color frame         1      per clip
 edges       Canny edges of the frame            frame               1      per clip
@@ -88,27 +88,57 @@ def one_hot(labels: np.ndarray, label_nc: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class RestoreDegradation:
-    """How ``restore`` degrades a clean video: x264 at a random CRF, then light Gaussian noise.
-
-    One CRF and one noise level are drawn per video from ``rng`` (the noise itself per pixel),
-    so a seeded ``rng`` reproduces the same degraded video.
+class Encoding:
+    """One codec a ``restore`` video may be compressed with, and the range of its settings.
 
     Attributes:
-        crf: inclusive CRF range (x264; 30-40 is visibly blocky, as in user uploads).
-        noise: range of the noise standard deviation, as a fraction of 255.
-        preset: x264 speed preset for the degradation (the artefacts differ a little by preset).
+        codec: an FFmpeg encoder the writer knows (``libx264``, ``libx265``, ``mpeg4``).
+        quality: inclusive range of its constant-quality setting: CRF for x264/x265 (x264 30-40
+            is visibly blocky, as in user uploads; x265's CRF is ~5 lower for the same look),
+            the fixed quantiser (2-31) for MPEG-4 Part 2.
+        presets: speed presets drawn from (x264/x265; the artefacts differ a little by preset).
     """
 
-    crf: tuple[int, int] = (30, 40)
-    noise: tuple[float, float] = (0.0, 0.02)
-    preset: str = "veryfast"
+    codec: str = "libx264"
+    quality: tuple[int, int] = (30, 40)
+    presets: tuple[str, ...] = ("veryfast",)
 
-    def draw(self, rng: np.random.Generator) -> tuple[int, float]:
-        """One video's ``(crf, noise std)``."""
-        crf = int(rng.integers(int(self.crf[0]), int(self.crf[1]) + 1))
+
+@dataclass(frozen=True)
+class RestoreDegradation:
+    """How ``restore`` degrades a clean video: a real encode, then (optionally) Gaussian noise.
+
+    Per video, from ``rng``: whether it stays clean (probability ``clean``: the model must learn
+    to leave clean video alone), one of ``encodings`` (uniformly), its quality and preset, and a
+    noise level (the noise itself per pixel).  So a seeded ``rng`` reproduces the same video.
+
+    Attributes:
+        encodings: the codecs and setting ranges drawn from.
+        noise: range of the noise standard deviation, as a fraction of 255 (``(0, 0)``: none;
+            noise is a separate, optional degradation: a model trained on it learns to smooth
+            away real texture).
+        clean: probability that a video's input is the clean video itself.
+    """
+
+    encodings: tuple[Encoding, ...] = (Encoding(),)
+    noise: tuple[float, float] = (0.0, 0.0)
+    clean: float = 0.0
+
+    @classmethod
+    def x264(cls, crf: tuple[int, int], noise: tuple[float, float] = (0.0, 0.0), preset: str = "veryfast"):
+        """x264 only, at a CRF drawn from ``crf`` (the demo's and the tests' degradation)."""
+        return cls((Encoding("libx264", crf, (preset,)),), noise)
+
+    def draw(self, rng: np.random.Generator) -> tuple[Encoding | None, float]:
+        """One video's encoding (one codec, one quality, one preset; None: stays clean) and
+        noise std."""
+        if self.clean > 0 and rng.random() < self.clean:
+            return None, 0.0
+        choice = self.encodings[int(rng.integers(len(self.encodings)))]
+        quality = int(rng.integers(int(choice.quality[0]), int(choice.quality[1]) + 1))
+        preset = str(choice.presets[int(rng.integers(len(choice.presets)))]) if choice.presets else "medium"
         sigma = float(rng.uniform(float(self.noise[0]), float(self.noise[1])))
-        return crf, sigma
+        return Encoding(choice.codec, (quality, quality), (preset,)), sigma
 
     def __call__(
         self, frames: Iterable[np.ndarray], rng: np.random.Generator, fps: float = 25.0
@@ -116,10 +146,13 @@ class RestoreDegradation:
         """Degrade a stream of ``(H, W, 3)`` uint8 frames; yields the degraded frames in order.
 
         The clean frames go through the project's writer into a temporary ``.mp4`` and come back
-        through the project's reader (so the artefacts are those of a real x264 file)."""
+        through the project's reader (so the artefacts are those of a real file)."""
         from ..io import open_sink, open_source  # io imports errors only; kept local for clarity
 
-        crf, sigma = self.draw(rng)
+        encoding, sigma = self.draw(rng)
+        if encoding is None:
+            yield from frames
+            return
         with tempfile.TemporaryDirectory(prefix="v2v-restore-") as tmp:
             path = Path(tmp) / "degraded.mp4"
             frames = iter(frames)
@@ -127,7 +160,8 @@ class RestoreDegradation:
             if first is None:
                 return
             with open_sink(
-                path, width=first.shape[1], height=first.shape[0], fps=fps, crf=crf, preset=self.preset
+                path, width=first.shape[1], height=first.shape[0], fps=fps, crf=encoding.quality[0],
+                preset=encoding.presets[0], codec=encoding.codec,
             ) as sink:
                 sink.write(first)
                 for frame in frames:

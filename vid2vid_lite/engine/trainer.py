@@ -53,7 +53,7 @@ from ..cli import pick_device
 from ..datasets.clips import (
     Augment, ClipData, ClipDataset, ClipSampler, PrepareSettings, curriculum, discover, prepare_videos,
 )
-from ..datasets.tasks import RestoreDegradation, Task, get_task
+from ..datasets.tasks import Encoding, RestoreDegradation, Task, get_task
 from ..errors import UserError
 from ..io.base import atomic_path
 from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, mask_regularizer, warp_loss
@@ -382,9 +382,12 @@ def build_task(data: DictConfig) -> Task:
     options = {
         "edge_thresholds": tuple(int(v) for v in (data.get("edges") or {}).get("thresholds", (100, 200))),
         "degradation": RestoreDegradation(
-            crf=tuple(int(v) for v in restore.get("crf", (30, 40))),
-            noise=tuple(float(v) for v in restore.get("noise", (0.0, 0.02))),
-            preset=str(restore.get("preset", "veryfast")),
+            encodings=tuple(
+                Encoding(str(e["codec"]), tuple(int(v) for v in e["quality"]), tuple(str(p) for p in e.get("presets") or ()))
+                for e in restore.get("encodings") or [{"codec": "libx264", "quality": (30, 40)}]
+            ),
+            noise=tuple(float(v) for v in restore.get("noise", (0.0, 0.0))),
+            clean=float(restore.get("clean", 0.0)),
         ),
     }
     return get_task(name, label_nc=label_nc, **options)

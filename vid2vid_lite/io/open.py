@@ -67,13 +67,15 @@ def open_sink(
     fps: float | None = None,
     crf: int = 17,
     preset: str = "medium",
+    codec: str | None = None,
     copy_audio: bool = True,
     keep_damaged_audio: bool = False,
 ) -> Sink:
     """Open an atomic writer: a video for a video suffix, otherwise a folder of PNGs.
 
     ``like`` gives size, frame rate, time base and audio source (a video input's audio is
-    copied when ``copy_audio``); ``width``/``height``/``fps`` override it.  ``keep_damaged_audio``:
+    copied when ``copy_audio``); ``width``/``height``/``fps`` override it.  ``codec`` replaces
+    the suffix's video codec (e.g. ``libx265``, ``mpeg4``; ``crf`` is then its quality setting).  ``keep_damaged_audio``:
     audio damaged midway ends there with a warning instead of failing the write.
     """
     path = Path(path)
@@ -94,6 +96,7 @@ def open_sink(
         audio_from=audio,
         crf=crf,
         preset=preset,
+        codec=codec,
         keep_damaged_audio=keep_damaged_audio,
     )
 

@@ -55,6 +55,19 @@ def codec_threads() -> int:
     return 0 if (os.cpu_count() or 1) > 4 else 1
 
 
+def encoder_options(codec: str, quality: int, preset: str) -> dict[str, str]:
+    """The encoder options for a constant quality ``quality``: x264/x265's CRF, VP9's CRF (its
+    scale is x264's + 14), MPEG-4 Part 2's fixed quantiser (2-31); other codecs take none."""
+    if codec in ("libx264", "libx265"):
+        options = {"crf": str(quality), "preset": preset}
+        return {**options, "x265-params": "log-level=error"} if codec == "libx265" else options
+    if codec == "libvpx-vp9":  # constant quality mode needs b:v 0
+        return {"crf": str(quality + 14), "b:v": "0", "row-mt": "1"}
+    if codec == "mpeg4":
+        return {"qmin": str(quality), "qmax": str(quality)}
+    return {}
+
+
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Apply a display rotation (degrees counter-clockwise, FFmpeg's convention)."""
     k = round(rotation / 90) % 4
@@ -344,10 +357,12 @@ class VideoSink(AtomicSink):
         time_base: time base of the ``pts`` given to :meth:`write` (the source's).
         audio_from: a media file whose audio streams are copied into the output.
         crf: constant rate factor; 17 is visually lossless for x264 (the default, 23, costs
-            0.1-0.25 dB on unchanged frames and would eat the model's gains).
+            0.1-0.25 dB on unchanged frames and would eat the model's gains).  For other codecs
+            the constant-quality setting of :func:`encoder_options`.
         preset: the x264 speed preset.
         pix_fmt, codec: override the defaults (yuv420p/yuv444p; libx264, or VP9 for WebM),
-            e.g. ``codec="ffv1", pix_fmt="bgr0"`` for a lossless RGB intermediate.
+            e.g. ``codec="ffv1", pix_fmt="bgr0"`` for a lossless RGB intermediate, or
+            ``libx265`` / ``mpeg4`` (the restore task's degradations).
         keep_damaged_audio: audio that turns out damaged midway ends there with a warning,
             instead of failing the write (``run on_error=keep``).
     """
@@ -409,11 +424,7 @@ class VideoSink(AtomicSink):
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         stream.codec_context.thread_count = codec_threads()
-        options = {}
-        if stream.codec_context.name == "libx264":
-            options = {"crf": str(video["crf"]), "preset": video["preset"]}
-        elif stream.codec_context.name == "libvpx-vp9":  # constant quality mode needs b:v 0
-            options = {"crf": str(video["crf"] + 14), "b:v": "0", "row-mt": "1"}
+        options = encoder_options(stream.codec_context.name, video["crf"], video["preset"])
         stream.options = dict(options)
         self.encoder_options = options  # for parts: an opened encoder no longer lists its options
         self._video = stream

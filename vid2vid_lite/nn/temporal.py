@@ -82,7 +82,7 @@ class TemporalGenerator(nn.Module):
 
     The mask head is ``ReLU -> 4x4 stride-2 transposed conv`` on the decoder's last feature map.
     Its bias starts at ``mask_bias`` (2.0: m ~ 0.88), so the untrained model mostly generates;
-    copying has to be learned where it pays (see the copy-collapse pitfall in DESIGN.md).
+    copying has to be learned where it pays (see the copy-collapse pitfall in docs/DESIGN.md).
 
     Args:
         in_channels, out_channels, ngf, depth, norm, residual, pad_mode: as
