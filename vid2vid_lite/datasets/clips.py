@@ -39,8 +39,8 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
-from ..io import IMAGE_SUFFIXES, open_source
-from ..io.frames import natural_key
+from ..io import READABLE_VIDEO_SUFFIXES, list_images, open_source
+from ..io.formats import natural_key
 from ..scene import SceneCutDetector
 from .flow_cache import (
     CacheEntry, FlowFiles, cached_flows, content_hash, open_raw, read_meta, settings_key, write_meta, write_raw,
@@ -49,8 +49,6 @@ from .tasks import Task, one_hot
 
 log = logging.getLogger(__name__)
 
-#: Suffixes taken as videos inside a folder (anything FFmpeg demuxes works as data.train itself).
-VIDEO_FILE_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".y4m")
 FLOW_SIDES = ("source", "target")
 
 
@@ -70,9 +68,7 @@ class VideoPair:
 
 
 def _is_frame_folder(path: Path) -> bool:
-    return path.is_dir() and any(
-        p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") for p in path.iterdir()
-    )
+    return path.is_dir() and bool(list_images(path))
 
 
 def list_sequences(root: Path) -> list[Path]:
@@ -83,10 +79,10 @@ def list_sequences(root: Path) -> list[Path]:
     if root.is_file() or _is_frame_folder(root):
         return [root]
     entries = sorted((p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
-    found = [p for p in entries if (p.is_file() and p.suffix.lower() in VIDEO_FILE_SUFFIXES) or _is_frame_folder(p)]
+    found = [p for p in entries if (p.is_file() and p.suffix.lower() in READABLE_VIDEO_SUFFIXES) or _is_frame_folder(p)]
     if not found:
         raise UserError(
-            f"{root} holds no videos ({', '.join(VIDEO_FILE_SUFFIXES)}) and no folders of frames"
+            f"{root} holds no videos ({', '.join(READABLE_VIDEO_SUFFIXES)}) and no folders of frames"
         )
     return found
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..io.base import discard, temporary_sibling
-from ..io.frames import IMAGE_SUFFIXES, natural_key
+from ..io.formats import list_images
 from ..nn.flow import DISFlow
 from ..nn.warp import occlusion_mask
 
@@ -49,10 +49,7 @@ def content_hash(path: Path) -> str:
     by path, size and modification time)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(
-            (p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
-            key=lambda p: natural_key(p.name),
-        )
+        files = list_images(path)
     else:
         files = [path]
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)

@@ -17,11 +17,10 @@ from pathlib import Path
 import av
 
 from ..errors import UserError, ffmpeg_message
+from .formats import MUXERS
 
 log = logging.getLogger(__name__)
 
-#: FFmpeg muxer names of the video suffixes we write.
-FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov"}
 _ENCODER = {".webm": "libopus"}  # everything else: aac
 #: Channel layouts the encoders take, by channel count (more channels are mixed down to 7.1).
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -36,7 +35,7 @@ def audio_fits(source: str | Path, suffix: str, packets: int = 4) -> bool:
         streams = usable_audio(inp)
         if not streams:
             return True
-        probe = av.open(io.BytesIO(), mode="w", format=FORMATS.get(suffix, "mp4"))
+        probe = av.open(io.BytesIO(), mode="w", format=MUXERS.get(suffix, "mp4"))
         try:
             if not all(s.codec_context.name in probe.supported_codecs for s in streams):
                 return False

@@ -8,7 +8,6 @@ the size of the first: the first odd file is named in the error.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,23 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import UserError
 from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers by value: ``f2`` < ``f10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def list_images(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in natural order (hidden files skipped)."""
-    files = [
-        p for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    ]
-    return sorted(files, key=lambda p: natural_key(p.name))
-
+from .formats import IMAGE_SUFFIXES, list_images
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Any OpenCV image (gray/BGR/BGRA, 8- or 16-bit) -> ``(H, W, 3)`` uint8 RGB."""

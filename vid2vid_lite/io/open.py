@@ -11,7 +11,8 @@ import numpy as np
 from ..errors import UserError
 from .base import VideoInfo
 from .frames import FolderSink, FolderSource
-from .video import VIDEO_SUFFIXES, VideoSink, VideoSource, presentation_timestamps
+from .formats import WRITABLE_VIDEO_SUFFIXES
+from .video import VideoSink, VideoSource, presentation_timestamps
 
 Source = VideoSource | FolderSource
 Sink = VideoSink | FolderSink
@@ -19,7 +20,7 @@ Sink = VideoSink | FolderSink
 
 def is_video_path(path: str | Path) -> bool:
     """True where ``path`` names a video file we write (by its suffix)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    return Path(path).suffix.lower() in WRITABLE_VIDEO_SUFFIXES
 
 
 def open_source(

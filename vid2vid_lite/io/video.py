@@ -32,13 +32,12 @@ import av
 import numpy as np
 
 from ..errors import UserError, ffmpeg_message
-from .audio import FORMATS, AudioCopier
+from .audio import AudioCopier
 from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
+from .formats import MUXERS, WRITABLE_VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-#: Suffixes written as video; anything FFmpeg can demux is readable.
-VIDEO_SUFFIXES = tuple(FORMATS)
 _VIDEO_CODEC = {".webm": "libvpx-vp9"}  # everything else: libx264
 #: Demuxer flags (AVFMT_NOTIMESTAMPS, AVFMT_TS_DISCONT): formats whose timestamps are guessed or
 #: may jump (raw elementary streams, MPEG program and transport streams).
@@ -386,11 +385,11 @@ class VideoSink(AtomicSink):
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
-        if suffix not in VIDEO_SUFFIXES:
-            raise UserError(f"cannot write video {self.path}: use one of {', '.join(VIDEO_SUFFIXES)}")
+        if suffix not in WRITABLE_VIDEO_SUFFIXES:
+            raise UserError(f"cannot write video {self.path}: use one of {', '.join(WRITABLE_VIDEO_SUFFIXES)}")
         rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(25)
         source_tb = time_base or 1 / rate
-        video = dict(format=FORMATS[suffix], codec=codec or _VIDEO_CODEC.get(suffix, "libx264"),
+        video = dict(format=MUXERS[suffix], codec=codec or _VIDEO_CODEC.get(suffix, "libx264"),
                      width=width, height=height, rate=rate,
                      pix_fmt=pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"),
                      crf=crf, preset=preset)
