@@ -45,6 +45,7 @@ import kornia
 import numpy as np
 import torch
 
+from .image import image_to_tensor, tensor_to_image
 from .nn.flow import DISFlow
 from .nn.warp import warp
 
@@ -69,7 +70,7 @@ def to_tensor(image: Image) -> torch.Tensor:
         if image.dtype != np.uint8 or image.shape[-1] != 3 or image.ndim not in (3, 4):
             raise ValueError(f"expected (…, H, W, 3) uint8 frames, got {image.dtype} {image.shape}")
         # contiguous: a channels-last view makes kornia's depthwise SSIM filter ~4x slower
-        t = torch.from_numpy(np.ascontiguousarray(image)).movedim(-1, -3).float().div(255.0).contiguous()
+        t = image_to_tensor(image, signed=False)
     else:
         t = image.float()
     if t.dim() == 3:
@@ -81,14 +82,13 @@ def to_tensor(image: Image) -> torch.Tensor:
 
 def to_gray_u8(image: torch.Tensor) -> np.ndarray:
     """``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1] -> ``(H, W)`` uint8 BT.601 gray."""
-    rgb = (image.reshape(3, *image.shape[-2:]).clamp(0, 1) * 255.0).round().to(torch.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(rgb.permute(1, 2, 0).numpy()), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(to_u8(image), cv2.COLOR_RGB2GRAY)
 
 
 def to_u8(image: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 RGB (what DIS takes)."""
-    rgb = (image.reshape(3, *image.shape[-2:]).clamp(0, 1) * 255.0).round().to(torch.uint8)
-    return np.ascontiguousarray(rgb.permute(1, 2, 0).numpy())
+    """``(1, 3, H, W)`` or ``(3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 RGB (what DIS
+    takes)."""
+    return np.ascontiguousarray(tensor_to_image(image.reshape(1, 3, *image.shape[-2:]), signed=False)[0])
 
 
 def luma(image: torch.Tensor) -> torch.Tensor:

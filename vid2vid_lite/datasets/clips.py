@@ -39,6 +39,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
+from ..image import hwc_to_chw
 from ..io import READABLE_VIDEO_SUFFIXES, list_images, open_source
 from ..io.formats import natural_key
 from ..scene import SceneCutDetector
@@ -385,11 +386,6 @@ def _as_hwc(image: np.ndarray, like: np.ndarray) -> np.ndarray:
     return image[..., None] if image.ndim == 2 and like.ndim == 3 else image
 
 
-def to_chw(frames: np.ndarray) -> torch.Tensor:
-    """``(T, H, W, C)`` -> ``(T, C, H, W)`` tensor (same dtype)."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
-
-
 # --------------------------------------------------------------------------- dataset
 
 
@@ -480,13 +476,13 @@ class ClipDataset(Dataset):
                 a = one_hot(a, self.task.label_nc)
         else:
             a = self.task.make_input(b)
-        item = {"a": to_chw(a), "b": to_chw(b), "index": torch.tensor(index)}
+        item = {"a": hwc_to_chw(a), "b": hwc_to_chw(b), "index": torch.tensor(index)}
         if self.with_flow:
             bwd = self.augment.apply_flow(arrays["bwd"][frames], p)
             fwd = self.augment.apply_flow(arrays["fwd"][frames], p)
             valid = self.augment.apply(arrays["valid"][frames][..., None], p, nearest=True).astype(np.float32)
             bwd[0], valid[0], fwd[-1] = 0.0, 0.0, 0.0  # the clip's own first / last frame
-            item.update(flow=to_chw(bwd), flow_fwd=to_chw(fwd), valid=to_chw(valid))
+            item.update(flow=hwc_to_chw(bwd), flow_fwd=hwc_to_chw(fwd), valid=hwc_to_chw(valid))
         return item
 
     # -- validation --------------------------------------------------------------------

@@ -55,6 +55,7 @@ from ..datasets.clips import (
 )
 from ..datasets.tasks import Encoding, RestoreDegradation, Task, get_task
 from ..errors import UserError
+from ..image import image_to_tensor, signed_to_unit, tensor_to_image, to_float
 from ..io.base import atomic_path
 from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, mask_regularizer, warp_loss
 from ..metrics import VideoMetrics, psnr
@@ -205,11 +206,6 @@ def _worker_init(worker_id: int) -> None:
 
 
 # --------------------------------------------------------------------------- models
-
-
-def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]."""
-    return images.float() / 127.5 - 1.0
 
 
 class ClipGenerator(nn.Module):
@@ -730,7 +726,7 @@ class Trainer:
 
     def _batch(self, batch: dict) -> dict:
         nb = self.device.type == "cuda"
-        out = {"x": to_unit(batch["a"].to(self.device, non_blocking=nb)), "y": to_unit(batch["b"].to(self.device, non_blocking=nb))}
+        out = {"x": to_float(batch["a"].to(self.device, non_blocking=nb)), "y": to_float(batch["b"].to(self.device, non_blocking=nb))}
         for k in ("flow", "flow_fwd", "valid"):
             if k in batch:
                 out[k] = batch[k].to(self.device, non_blocking=nb)
@@ -838,7 +834,7 @@ class Trainer:
         model = self.ema.model if self.ema is not None else self.G
         was_training = model.training
         model.eval()
-        a = to_unit(torch.from_numpy(v["a"]).permute(0, 3, 1, 2)).to(self.device)
+        a = image_to_tensor(v["a"], device=self.device)
         outputs = []
         with self._autocast():
             if getattr(model, "is_temporal", False):
@@ -861,7 +857,7 @@ class Trainer:
             else:
                 outputs = [model(a[i : i + 8]).float() for i in range(0, len(a), 8)]
         model.train(was_training)
-        out = ((torch.cat(outputs).clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        out = tensor_to_image(torch.cat(outputs))
         rows = []
         bounds = list(v["cuts"]) + [len(out)]
         for s, e in zip(bounds[:-1], bounds[1:]):  # temporal metrics within shots only
@@ -884,7 +880,7 @@ class Trainer:
         x, y = b["x"][0].float(), b["y"][0].float()  # (T, C, H, W)
         rows = [to_display(x, self.task), fake[0].float(), y]
         grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # (3, 3H, T*W)
-        self.writer.add_image("samples/input_output_target", ((grid.clamp(-1, 1) + 1) / 2).cpu(), self.step)
+        self.writer.add_image("samples/input_output_target", signed_to_unit(grid).cpu(), self.step)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict:

@@ -19,6 +19,7 @@ from ..errors import UserError
 from .base import AtomicSink, Frame, Prefetcher, VideoInfo, commit, discard, temporary_sibling
 from .formats import IMAGE_SUFFIXES, list_images
 
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Any OpenCV image (gray/BGR/BGRA, 8- or 16-bit) -> ``(H, W, 3)`` uint8 RGB."""
     if image.dtype == np.uint16:
