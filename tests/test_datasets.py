@@ -187,7 +187,7 @@ def test_dataset_items_keep_a_b_and_flow_aligned(real_clip, tmp_path, settings):
     frames, _ = read_video(real_clip)
     write_video(folder, frames)
     task = get_task("paired")
-    video = prepare_video(discover(folder, real_clip, task)[0], settings(task, flow="target", flow_preset="medium"))
+    video = prepare_video(discover(folder, real_clip, task)[0], settings(task, flow="target", dis_preset="medium"))
     ds = ClipDataset([video], task, clip_len=3, augment=Augment(crop=(48, 48), scale=(0.8, 1.2)), seed=3)
     for index in range(0, len(ds), 3):
         item = ds[(index, 0, 3)]
@@ -233,7 +233,7 @@ def test_restore_videos_and_flows_are_prepared_once_and_keyed_by_content(real_cl
     renamed = tmp_path / "renamed.mp4"
     shutil.copy(real_clip, renamed)
     assert prepare_video(discover(renamed, None, task)[0], s).flow == first.flow and len(calls) == 1
-    prepare_video(discover(real_clip, None, task)[0], settings(task, flow="source", flow_preset="ultrafast"))
+    prepare_video(discover(real_clip, None, task)[0], settings(task, flow="source", dis_preset="ultrafast"))
     assert len(calls) == 2
     other = prepare_video(discover(real_clip, None, task)[0], settings(task, flow="source", seed=7))
     assert len(calls) == 3 and not np.array_equal(other.open()["a"], a1)

@@ -69,7 +69,7 @@ def test_cli_against_itself_with_baseline(clips, tmp_path):
     assert out["tof"] == 0.0 and out["flicker"] == 0.0
     assert base["ewarp"] > 3 * out["ewarp"] and base["flicker"] > 0.01 and base["tof"] > 0
     assert report["relative_change"]["ewarp"] < -50
-    assert report["settings"]["dis_preset"] == "medium"
+    assert report["settings"]["measure_dis_preset"] == "medium"
     assert ("vmaf" in out) == vmaf_available()
 
     with (run_dir / "per_frame.csv").open() as f:

@@ -23,7 +23,7 @@ from vid2vid_lite.metrics import (
     vmaf_available,
     warping_error,
 )
-from vid2vid_lite.nn.flow import DISFlow
+from vid2vid_lite.flow import DISFlow
 from vid2vid_lite.nn.warp import warp
 
 

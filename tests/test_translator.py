@@ -187,7 +187,7 @@ def test_temporal_segments_from_a_frame_folder_get_nominal_timestamps(tmp_path):
 
 def test_flow_check_false_makes_one_dis_call_a_frame(tmp_path, monkeypatch):
     """flow_check=False: one DIS call per frame pair instead of two, validity all ones."""
-    from vid2vid_lite.nn.flow import DISFlow
+    from vid2vid_lite.flow import DISFlow
 
     clip = make_clip(tmp_path / "c.mkv", moving_pattern(12, 24, 32), codec="ffv1")
     calls, valid_means = [], []

@@ -24,19 +24,10 @@ from torch import nn
 
 from .errors import UserError
 from .io.base import atomic_path
+from .nn import build_generator
 
 FORMAT = "vid2vid_lite/1"
 LATEST = Path("checkpoints") / "latest.safetensors"
-
-
-def require_local_weights(path: str | os.PathLike | None, what: str, key: str, otherwise: str) -> str:
-    """Check that optional pretrained weights (VGG, RAFT) name a local file: nothing is ever
-    downloaded.  ``key`` is the config key to set; ``otherwise`` says how to do without."""
-    if not path:
-        raise UserError(f"{what} needs a local weights file ({key}=/path/to/file); nothing is downloaded. {otherwise}")
-    if not os.path.isfile(path):
-        raise UserError(f"{what} weights file not found: {path}")
-    return str(path)
 
 
 def bundled_dir() -> Path:
@@ -99,8 +90,6 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 def load_generator(spec: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Build the generator a checkpoint describes and load its weights (eval mode)."""
-    from .nn import build_generator
-
     path = resolve_weights(spec)
     state, config = read_checkpoint(path)
     model = build_generator(config["generator"])
@@ -110,3 +99,4 @@ def load_generator(spec: str | Path, device: torch.device | str = "cpu") -> tupl
             f"{path} does not fit its own config: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     return model.to(device).eval(), config
+

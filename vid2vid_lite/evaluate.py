@@ -3,7 +3,7 @@
 Usage::
 
     python -m vid2vid_lite.evaluate output=PATH reference=PATH [baseline=PATH] [input=PATH] \\
-        [dis_preset=medium] [vmaf=true] [hydra.run.dir=DIR]
+        [measure_dis_preset=medium] [vmaf=true] [hydra.run.dir=DIR]
 
 Each PATH is a video file or a folder of frames; all must have the same frame count and size
 (else ``error: …`` and exit status 2).  The videos are streamed side by side, never loaded
@@ -35,10 +35,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .errors import UserError, report_user_errors
+from .flow import DIS_PRESETS, DISFlow
 from .io import open_source
 from .io.base import atomic_path
 from .metrics import PSNR_CAP, SSIM_WINDOW, VideoMetrics, reference_motion, vmaf_available
-from .nn.flow import DIS_PRESETS, DISFlow
 
 # Videos measured against the reference, in table order.
 VIDEOS = ("output", "baseline", "input")
@@ -127,7 +127,7 @@ def evaluate(
     reference: str | Path,
     baseline: str | Path | None = None,
     input: str | Path | None = None,  # noqa: A002 - the CLI's word
-    dis_preset: str = "medium",
+    measure_dis_preset: str = "medium",
     vmaf: bool = True,
     progress: bool = False,
 ) -> Evaluation:
@@ -137,12 +137,12 @@ def evaluate(
     pair and shared by all measured videos.  Raises :class:`UserError` on missing, unreadable
     or mismatched inputs.
     """
-    if dis_preset not in DIS_PRESETS:
-        raise UserError(f"unknown dis_preset={dis_preset!r}; choose one of {', '.join(DIS_PRESETS)}")
+    if measure_dis_preset not in DIS_PRESETS:
+        raise UserError(f"unknown measure_dis_preset={measure_dis_preset!r}; choose one of {', '.join(DIS_PRESETS)}")
     given = {"output": output, "baseline": baseline, "input": input}
     paths = {name: str(p) for name, p in given.items() if p is not None}
     paths["reference"] = str(reference)
-    dis = DISFlow(dis_preset)
+    dis = DISFlow(measure_dis_preset)
     use_vmaf = bool(vmaf) and vmaf_available()
     measured = [name for name in VIDEOS if name in paths]
     meters = {name: VideoMetrics(dis, vmaf=use_vmaf) for name in measured}
@@ -164,7 +164,7 @@ def evaluate(
         raise UserError("the inputs hold no frames")
     settings = {
         "flow": "dis",
-        "dis_preset": dis_preset,
+        "measure_dis_preset": measure_dis_preset,
         "occlusion": "forward-backward check + motion boundaries (Lai et al. 2018)",
         "psnr_cap_db": PSNR_CAP,
         "ssim_window": SSIM_WINDOW,
@@ -304,14 +304,14 @@ def main(cfg: DictConfig) -> None:
         cfg.reference,
         baseline=cfg.get("baseline") or None,  # `baseline=` (empty) means none
         input=cfg.get("input") or None,
-        dis_preset=cfg.dis_preset,
+        measure_dis_preset=cfg.measure_dis_preset,
         vmaf=cfg.vmaf,
         progress=cfg.progress,
     )
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     written = write_report(result, run_dir, plots=cfg.plots)
     print(f"{result.num_frames} frames, {result.settings['width']}x{result.settings['height']}, "
-          f"DIS preset {result.settings['dis_preset']}")  # fmt: skip
+          f"DIS preset {result.settings['measure_dis_preset']}")  # fmt: skip
     print(format_table(result))
     print("wrote " + ", ".join(str(p) for p in written))
 

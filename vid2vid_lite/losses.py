@@ -19,9 +19,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import require_local_weights
 from .errors import UserError
 from .nn.warp import warp
+from .pretrained import require_local_weights
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 

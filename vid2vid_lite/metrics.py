@@ -45,8 +45,8 @@ import kornia
 import numpy as np
 import torch
 
+from .flow import DISFlow
 from .image import image_to_tensor, tensor_to_image
-from .nn.flow import DISFlow
 from .nn.warp import warp
 
 PSNR_CAP = 100.0

@@ -93,7 +93,7 @@ def translate(cfg: DictConfig) -> Path:
     translator = Translator(
         model, task, device, batch=positive_or_auto("batch", cfg.batch), warmup=cfg.warmup,
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
-        flow_preset=cfg.flow_preset, flow_check=cfg.flow_check, compile=cfg.compile,
+        dis_preset=cfg.dis_preset, flow_check=cfg.flow_check, compile=cfg.compile,
         workers=positive_or_auto("workers", cfg.workers),
     )
     with open_source(Path(str(cfg.input)).expanduser()) as source:

@@ -134,7 +134,7 @@ class PrepareSettings:
     scene_cut: bool = True
     seed: int = 0  # restore: the degradation of each video is drawn from (seed, content)
     flow: str | None = None  # None, "source" (DIS on A) or "target" (DIS on B)
-    flow_preset: str = "fast"
+    dis_preset: str = "fast"  # of the flows
     on_bad_file: str = "skip"  # skip | fail
 
 
@@ -281,12 +281,12 @@ def _prepare_flow(video: PreparedVideo, frames_key: str, s: PrepareSettings) -> 
     else:  # per-clip tasks: DIS on the input the task would make of the whole frame
         view = lambda t: task.flow_view(task.make_input(arrays["b"][t : t + 1])[0])  # noqa: E731
     key = settings_key(
-        frames=frames_key, side=s.flow, preset=s.flow_preset,
+        frames=frames_key, side=s.flow, preset=s.dis_preset,
         task=task.spec if s.flow == "source" else None,
         edges=list(task.edge_thresholds) if s.flow == "source" and task.name == "edges" else None,
     )
     return cached_flows(
-        s.cache_dir, key, view, (video.length, video.height, video.width), video.cuts, s.flow_preset,
+        s.cache_dir, key, view, (video.length, video.height, video.width), video.cuts, s.dis_preset,
         label=f"{s.flow} ({video.name})",
     )
 

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..flow import DISFlow
 from ..io.base import discard, temporary_sibling
 from ..io.formats import list_images
-from ..nn.flow import DISFlow
 from ..nn.warp import occlusion_mask
 
 log = logging.getLogger(__name__)

@@ -55,12 +55,12 @@ from ..datasets.clips import (
 )
 from ..datasets.tasks import Encoding, RestoreDegradation, Task, get_task
 from ..errors import UserError
+from ..flow import DISFlow
 from ..image import image_to_tensor, signed_to_unit, tensor_to_image, to_float
 from ..io.base import atomic_path
 from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, mask_regularizer, warp_loss
 from ..metrics import VideoMetrics, psnr
 from ..nn import build_discriminator, build_generator, build_temporal_discriminator
-from ..nn.flow import DISFlow
 from .precision import DTYPES, autocast_for, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -538,10 +538,10 @@ class Trainer:
     def _build_data(self) -> ClipData:
         d = self.cfg.data
         cache = Path(os.path.expanduser(str(d.cache_dir)))
-        preset = str(self.G.config.get("dis_preset", d.flow_preset)) if self.flow_side == "source" else str(d.flow_preset)
+        preset = str(self.G.config.get("dis_preset", d.measure_dis_preset)) if self.flow_side == "source" else str(d.measure_dis_preset)
         settings = PrepareSettings(
             task=self.task, cache_dir=cache, load_size=d.get("load_size"), scene_cut=bool(d.scene_cut),
-            seed=int(d.seed), flow=self.flow_side, flow_preset=preset, on_bad_file=str(d.on_bad_file),
+            seed=int(d.seed), flow=self.flow_side, dis_preset=preset, on_bad_file=str(d.on_bad_file),
         )
         if settings.on_bad_file not in ("skip", "fail"):
             raise UserError(f"data.on_bad_file={settings.on_bad_file}; use skip or fail")

@@ -42,10 +42,10 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.tasks import Task
+from ..flow import DISFlow
 from ..image import image_to_tensor, tensor_to_image
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
 from ..io.base import BackgroundWriter, Prefetcher
-from ..nn.flow import DISFlow
 from ..scene import SceneCutDetector
 from .precision import autocast_for, resolve_precision
 
@@ -204,7 +204,8 @@ class Translator:
             attribute holds the concrete one.
         scene_cut: reset a temporal model's state at detected cuts.
         resize: process at this short side, then scale back (None: native size).
-        flow_preset: DIS preset for temporal models fed by DIS (None: the model's own).
+        dis_preset: DIS preset of the flow a temporal model fed by DIS takes (None: the
+            model's own ``dis_preset``).
         flow_check: DIS flow's forward-backward occlusion test (two DIS calls a frame), for
             models that take the validity map (``use_validity``, trained with the test);
             False: one call and validity 1 (faster).  Models without that input always get
@@ -227,7 +228,7 @@ class Translator:
         precision: str = "auto",
         scene_cut: bool = True,
         resize: int | None = None,
-        flow_preset: str | None = None,
+        dis_preset: str | None = None,
         flow_check: bool = True,
         flow_workers: int | None = None,
         compile: bool = False,
@@ -246,7 +247,7 @@ class Translator:
         self.precision = resolve_precision(device, precision)
         self.scene_cut = scene_cut
         self.resize = resize
-        preset = flow_preset or getattr(model, "config", {}).get("dis_preset", "fast")
+        preset = dis_preset or getattr(model, "config", {}).get("dis_preset", "fast")
         self.flow = DISFlow(preset)
         # A model that takes no validity map has no use for the test's second DIS call.
         self.flow_check = flow_check and getattr(model, "use_validity", True)

@@ -55,7 +55,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from .flow import DISFlow, LearnedFlow, RAFTFlow
+from .flow import LearnedFlow, RAFTFlow
 from .patchgan import MultiScaleDiscriminator, NLayerDiscriminator
 from .temporal import InitReport, TemporalGenerator, TemporalOutput
 from .temporal_d import TemporalDiscriminator, TemporalPatchDiscriminator
@@ -63,7 +63,6 @@ from .unet import UNet, UNetGenerator
 from .warp import occlusion_mask, warp
 
 __all__ = [
-    "DISFlow",
     "InitReport",
     "LearnedFlow",
     "MultiScaleDiscriminator",

@@ -13,7 +13,7 @@ runs with zeros for the previous frame, the warped output, the flow and the vali
 forced to 1.  This is per batch element (``reset``), so a batch can mix shots.
 
 Flow sources (``flow=``): ``dis`` (flow and validity computed outside, e.g. by
-:class:`~vid2vid_lite.nn.flow.DISFlow` on CPU workers, and passed in), ``learned``
+:class:`~vid2vid_lite.flow.DISFlow` on CPU workers, and passed in), ``learned``
 (:class:`~vid2vid_lite.nn.flow.LearnedFlow` inside the model) or ``raft``
 (:class:`~vid2vid_lite.nn.flow.RAFTFlow`, local weights only).  A flow passed to ``forward``
 always wins, whatever the source.
