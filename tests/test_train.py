@@ -75,7 +75,7 @@ def test_train_framewise_then_temporal_and_run_loads_both(tmp_path, clip, cache)
         assert sorted(p.name for p in ckpts.iterdir()) == ["latest.pt", "latest.safetensors", *kept[name]]
         state = states(run_dir)  # weights_only: loading can never run code
         assert state["step"] == 4 and state["config"]["generator"]["name"] == name
-        assert state["config"]["task"] == "restore"
+        assert state["config"]["task"] == "restore" and state["config"]["task_spec"]["name"] == "restore"
         assert "${" not in (run_dir / "config.yaml").read_text()  # the resolved config
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["step"] == 4 and metrics["model"] == name and not metrics["interrupted"]

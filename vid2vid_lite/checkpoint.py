@@ -2,7 +2,8 @@
 
 A generator checkpoint is a safetensors file: the weights, plus the JSON config needed to
 rebuild the network (``generator``: the :func:`vid2vid_lite.nn.build_generator` config,
-``task``: the task name, and free-form ``meta``).  Training-state checkpoints (optimisers,
+``task``: the task name, ``task_spec``: the whole task (:meth:`Task.to_spec`: Canny thresholds,
+label classes, degradation), and free-form ``meta``).  Training-state checkpoints (optimisers,
 RNG) are ``.pt`` files read with ``torch.load(weights_only=True)``; they hold the same
 ``config`` and ``generator`` entries, so either can be given to ``run``.
 
@@ -22,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .datasets.tasks import Task
 from .errors import UserError
 from .io.base import atomic_path
 from .nn import build_generator
@@ -100,3 +102,9 @@ def load_generator(spec: str | Path, device: torch.device | str = "cpu") -> tupl
         )
     return model.to(device).eval(), config
 
+
+
+def checkpoint_task(config: dict) -> Task:
+    """The task a checkpoint's generator was trained for: its whole spec (``task_spec``), or, in
+    checkpoints that store only the task's name, that task with default options."""
+    return Task.from_spec(config.get("task_spec") or config.get("task", "restore"))

@@ -18,9 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .checkpoint import load_generator
+from .checkpoint import checkpoint_task, load_generator
 from .cli import lift_positional, pick_device
-from .datasets.tasks import get_task
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
 from .engine.precision import PRECISIONS
@@ -89,7 +88,7 @@ def translate(cfg: DictConfig) -> Path:
             raise UserError(f"{key}={cfg.get(key)} is not true or false")
     device = pick_device(cfg.device)
     model, config = load_generator(str(cfg.weights), device)
-    task = get_task(config.get("task", "restore"))
+    task = checkpoint_task(config)
     translator = Translator(
         model, task, device, batch=positive_or_auto("batch", cfg.batch), warmup=cfg.warmup,
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,

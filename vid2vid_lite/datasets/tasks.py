@@ -30,7 +30,7 @@ first channel holds the class index (8-bit integer PNGs), one-hot encoded to N c
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,8 +205,52 @@ class Task:
 
     @property
     def spec(self) -> str:
-        """The name stored in checkpoints; :func:`get_task` turns it back into this task."""
+        """The task's name with its class count (``labels:N``); :func:`get_task` turns it back
+        into this task with default options."""
         return f"labels:{self.label_nc}" if self.name == "labels" else self.name
+
+    def to_spec(self) -> dict:
+        """Everything that makes this task, as JSON (what a checkpoint stores; :meth:`from_spec`
+        rebuilds the task): the name, the label classes, Canny's thresholds and the ``restore``
+        degradation."""
+        d = self.degradation
+        return {
+            "name": self.spec,
+            "label_nc": self.label_nc,
+            "edge_thresholds": list(self.edge_thresholds),
+            "degradation": {
+                "encodings": [{"codec": e.codec, "quality": list(e.quality), "presets": list(e.presets)} for e in d.encodings],
+                "noise": list(d.noise),
+                "clean": d.clean,
+            },
+        }
+
+    @classmethod
+    def from_spec(cls, spec: str | Mapping) -> Task:
+        """The task a spec describes: :meth:`to_spec`'s mapping (options it lacks keep their
+        defaults), or a bare name such as ``edges`` or ``labels:N`` (checkpoints written before
+        the whole spec was stored: default options)."""
+        if isinstance(spec, str):
+            return get_task(spec)
+        options = {}
+        if spec.get("edge_thresholds") is not None:
+            options["edge_thresholds"] = tuple(int(v) for v in spec["edge_thresholds"])
+        if spec.get("degradation") is not None:
+            options["degradation"] = cls._degradation(spec["degradation"])
+        return get_task(str(spec["name"]), label_nc=int(spec.get("label_nc") or 0), **options)
+
+    @staticmethod
+    def _degradation(spec: Mapping) -> RestoreDegradation:
+        """A :class:`RestoreDegradation` from its config / spec mapping (``data.restore``)."""
+        encodings = spec.get("encodings") or [{"codec": "libx264", "quality": (30, 40)}]
+        return RestoreDegradation(
+            encodings=tuple(
+                Encoding(str(e["codec"]), tuple(int(v) for v in e["quality"]), tuple(str(p) for p in e.get("presets") or ()))
+                for e in encodings
+            ),
+            noise=tuple(float(v) for v in spec.get("noise", (0.0, 0.0))),
+            clean=float(spec.get("clean", 0.0)),
+        )
 
     @property
     def given_input(self) -> bool:

@@ -53,7 +53,7 @@ from ..cli import pick_device
 from ..datasets.clips import (
     Augment, ClipData, ClipDataset, ClipSampler, PrepareSettings, curriculum, discover, prepare_videos,
 )
-from ..datasets.tasks import Encoding, RestoreDegradation, Task, get_task
+from ..datasets.tasks import Task
 from ..errors import UserError
 from ..flow import DISFlow
 from ..image import image_to_tensor, signed_to_unit, tensor_to_image, to_float
@@ -372,21 +372,13 @@ def container(node) -> dict:
 
 
 def build_task(data: DictConfig) -> Task:
-    name = str(data.task)
-    label_nc = int(data.get("label_nc") or 0)
-    restore = container(data.get("restore"))
-    options = {
-        "edge_thresholds": tuple(int(v) for v in (data.get("edges") or {}).get("thresholds", (100, 200))),
-        "degradation": RestoreDegradation(
-            encodings=tuple(
-                Encoding(str(e["codec"]), tuple(int(v) for v in e["quality"]), tuple(str(p) for p in e.get("presets") or ()))
-                for e in restore.get("encodings") or [{"codec": "libx264", "quality": (30, 40)}]
-            ),
-            noise=tuple(float(v) for v in restore.get("noise", (0.0, 0.0))),
-            clean=float(restore.get("clean", 0.0)),
-        ),
-    }
-    return get_task(name, label_nc=label_nc, **options)
+    """The task ``data`` describes (``data.task``, ``label_nc``, ``edges``, ``restore``)."""
+    return Task.from_spec({
+        "name": str(data.task),
+        "label_nc": int(data.get("label_nc") or 0),
+        "edge_thresholds": (data.get("edges") or {}).get("thresholds", (100, 200)),
+        "degradation": container(data.get("restore")),
+    })
 
 
 def model_configs(model: DictConfig, task: Task) -> tuple[dict, dict, dict | None, str | None]:
@@ -674,6 +666,7 @@ class Trainer:
         return {
             "generator": self.G.config,
             "task": self.task.spec,
+            "task_spec": self.task.to_spec(),
             "meta": {
                 "step": self.step, "steps": self.steps, "ema": self.ema is not None,
                 "data": str(d.train), "target": None if d.get("target") is None else str(d.target),
