@@ -14,7 +14,7 @@ import vid2vid_lite
 from vid2vid_lite import run
 from vid2vid_lite.checkpoint import checkpoint_task, load_generator, save_generator
 from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, Task, get_task
-from vid2vid_lite.engine.trainer import build_task
+from vid2vid_lite.engine.config import build_task
 from vid2vid_lite.nn import build_generator
 
 CONF = str(Path(vid2vid_lite.__file__).parent / "conf")

@@ -49,6 +49,34 @@ def train(*args, extra_env=None, timeout=240):
     )
 
 
+#: `python -m vid2vid_lite.train` that sends itself SIGTERM right after its 3rd step: the real
+#: signal, at an exact step, with the kill driven from here (the trainer has no test hook).
+KILLED_AFTER_3_STEPS = """
+import os, signal
+from vid2vid_lite.engine.gan import VideoGAN
+from vid2vid_lite.train import main
+
+step, taken = VideoGAN.train_step, []
+
+def train_step(self, batch):
+    logs = step(self, batch)
+    taken.append(1)
+    if len(taken) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return logs
+
+VideoGAN.train_step = train_step
+main()
+"""
+
+
+def train_killed_after_3_steps(*args, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_3_STEPS, *map(str, args)], capture_output=True, text=True, env=env(),
+        timeout=timeout,
+    )
+
+
 def states(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoints" / "latest.pt", map_location="cpu", weights_only=True)
 
@@ -104,16 +132,16 @@ def test_train_framewise_then_temporal_and_run_loads_both(tmp_path, clip, cache)
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path, clip, cache):
-    """SIGTERM at step 3 of 6 (the real signal, sent by the trainer to itself at that step
-    through a test hook): the run saves and exits 143; train.resume=true continues it.  With
-    EMA, a temporal model and a data position mid-epoch, the end state must be bit-identical."""
+    """SIGTERM at step 3 of 6 (the real signal, sent right after that step by a patched
+    training step): the run saves and exits 143; train.resume=true continues it.  With EMA, a
+    temporal model and a data position mid-epoch, the end state must be bit-identical."""
     args = [
         *SMOKE, f"data.train={clip}", f"data.cache_dir={cache}", "model=temporal", "train.steps=6",
         "train.ema=0.9", "train.keep_every=0",
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert train(*args, f"hydra.run.dir={straight}").returncode == 0
-    first = train(*args, f"hydra.run.dir={killed}", extra_env={"V2V_KILL_AT_STEP": "3"})
+    first = train_killed_after_3_steps(*args, f"hydra.run.dir={killed}")
     assert first.returncode == 143, first.stderr
     assert "train.resume=" in first.stderr and states(killed)["step"] == 3
     assert json.loads((killed / "metrics.json").read_text())["interrupted"]
@@ -213,7 +241,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path, clip, cache):
 
 def test_training_precision_keeps_fp32_on_the_cpu_unless_asked(monkeypatch):
     """run's auto takes bf16 on CPUs that compute it; training's auto stays fp32 there."""
-    from vid2vid_lite.engine.trainer import Precision, training_precision
+    from vid2vid_lite.engine.config import Precision, training_precision
     from vid2vid_lite.errors import UserError
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)

@@ -22,7 +22,6 @@ Metric definitions: :mod:`vid2vid_lite.metrics`.  ``relative_change`` is
 from __future__ import annotations
 
 import csv
-import json
 import math
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .errors import UserError, report_user_errors
 from .flow import DIS_PRESETS, DISFlow
 from .io import open_source
 from .io.base import atomic_path
+from .io.base import write_json as write_strict_json  # this module has a write_json of its own
 from .metrics import PSNR_CAP, SSIM_WINDOW, VideoMetrics, reference_motion, vmaf_available
 
 # Videos measured against the reference, in table order.
@@ -216,21 +216,12 @@ def format_table(result: Evaluation) -> str:
     return "\n".join(text)
 
 
-def _json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return value
-
-
 def write_json(result: Evaluation, path: Path) -> None:
     data = dict(result.summaries)
     if "baseline" in result.summaries:
         data["relative_change"] = result.relative_change()
     data["settings"] = result.settings
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_json_value(data), indent=2) + "\n")
+    write_strict_json(path, data)
 
 
 def write_csv(result: Evaluation, path: Path) -> None:

@@ -9,7 +9,8 @@ generators and discriminators) or in ``[0, 1]`` (``signed=False``, the metrics):
     frames = tensor_to_image(model(x))   # (B, C, H, W) in [-1, 1] -> (B, H, W, C) uint8
 
 The float -> uint8 direction clamps to the range and rounds to the nearest level, so
-``tensor_to_image(image_to_tensor(frames))`` gives the frames back exactly.
+``tensor_to_image(image_to_tensor(frames))`` gives the frames back exactly.  Also here: images
+for viewers (:func:`signed_to_unit`, :func:`to_display`) and the processing size of ``resize``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def tensor_to_image(images: torch.Tensor, signed: bool = True) -> np.ndarray:
 def signed_to_unit(images: torch.Tensor) -> torch.Tensor:
     """``[-1, 1]`` -> ``[0, 1]`` (clamped), any shape: for image viewers such as TensorBoard."""
     return (images.clamp(-1, 1) + 1) / 2
+
+
+def to_display(a: torch.Tensor) -> torch.Tensor:
+    """Model inputs ``(N, C, H, W)`` in ``[-1, 1]`` -> RGB ``(N, 3, H, W)`` to look at: RGB as
+    is, one channel as gray, one-hot label maps in a fixed palette."""
+    if a.shape[1] == 3:
+        return a
+    if a.shape[1] == 1:
+        return a.expand(-1, 3, -1, -1)
+    palette = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (a.shape[1], 3))).to(a)
+    return palette[a.argmax(dim=1)].permute(0, 3, 1, 2)
+
+
+def processing_size(height: int, width: int, short: int) -> tuple[int, int]:
+    """``(height, width)`` with the short side scaled to ``short``, aspect kept."""
+    scale = short / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def hwc_to_chw(frames: np.ndarray) -> torch.Tensor:

@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 from ..errors import UserError
-from ..image import hwc_to_chw
+from ..image import hwc_to_chw, processing_size
 from ..io import READABLE_VIDEO_SUFFIXES, list_images, open_source
 from ..io.formats import natural_key
 from ..scene import SceneCutDetector
@@ -180,13 +180,6 @@ def _resized(image: np.ndarray, size: tuple[int, int] | None, nearest: bool = Fa
     return out[..., None] if image.ndim == 3 and out.ndim == 2 else out
 
 
-def _load_size(height: int, width: int, short: int | None) -> tuple[int, int] | None:
-    if not short:
-        return None
-    scale = short / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def _build_frames(pair: VideoPair, s: PrepareSettings, folder: Path) -> None:
     """Decode a pair into ``folder``: ``b.u8``, ``a.u8`` (given or degraded A), ``meta.json``."""
     task = s.task
@@ -194,7 +187,7 @@ def _build_frames(pair: VideoPair, s: PrepareSettings, folder: Path) -> None:
     cuts: list[int] = []
     with open_source(pair.target) as source:
         fps = float(source.info.fps or 25.0)
-        size = _load_size(source.info.height, source.info.width, s.load_size)
+        size = processing_size(source.info.height, source.info.width, s.load_size) if s.load_size else None
 
         def frames() -> Iterator[np.ndarray]:
             for index, frame in enumerate(source):

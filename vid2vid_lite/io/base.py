@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import queue
 import shutil
@@ -197,6 +199,23 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         discard(tmp)
         raise
     commit(tmp, final)
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write ``data`` as strict JSON (NaN and infinities as null), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    """NaN / inf -> None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def discard(temporary: Path) -> None:
