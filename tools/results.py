@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], metavar="KEY=PATH")
     parser.add_argument("--json", type=Path, default=None, help="default: docs/measurements/results.json (heldout)")
     parser.add_argument("--no-docs", action="store_true", help="write only the JSON")
+    parser.add_argument("--label", help="with --set val: record the restore model's validation gains under this "
+                        "name in docs/measurements/val_experiments.json (what was tried, RESULTS.md)")
     args = parser.parse_args()
     models = dict(MODELS)
     for item in args.model:
@@ -210,8 +212,22 @@ def main() -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {target}")
+    if args.label and not full:
+        record_experiment(args.label, data)
     if full and not args.no_docs and args.json is None:
         render()
+
+
+def record_experiment(label: str, data: dict) -> None:
+    """Keep the validation PSNR gains over the input of ``data``'s restore models (the ``restore``
+    model, and the frame-wise one) under ``label`` in docs/measurements/val_experiments.json."""
+    path = ROOT / "docs" / "measurements" / "val_experiments.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    cases = {f"{clip}, {case}": {k: rows[k]["psnr"] - rows["input"]["psnr"] for k in ("frame-wise", "temporal")}
+             for clip, by_case in data["sections"]["restore"].items() for case, rows in by_case.items()}
+    record[label] = {"date": data["date"], "model": data["models"]["restore"], "gains_db": cases}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"recorded {label!r} in {path}")
 
 
 if __name__ == "__main__":
