@@ -4,7 +4,7 @@ As in BasicSR, this "model" is kept apart from the loop (engine/trainer.py: data
 validation, checkpoints' timing).  One step, in pix2pix's order (generate, update D, update G)::
 
     G over the clip: frame-wise (all B*T frames at once) or recurrent (previous output warped,
-                     truncated backprop every ``train.tbptt`` frames)
+                     engine/recurrent.py; truncated backprop every ``train.tbptt`` frames)
     D step:  image D on (A, fake) vs (A, real) frames; D_T on K-frame windows of the clip
     G step:  L1 + GAN + feature matching (+ VGG) per frame; warp, mask and flow terms on frame
              pairs; temporal GAN on the clip
@@ -34,6 +34,7 @@ from ..nn import build_discriminator, build_generator, build_temporal_discrimina
 from .config import Precision, linear_decay, model_configs
 from .distributed import DistInfo
 from .precision import autocast_for
+from .recurrent import Recurrence
 
 #: The loss table: every term's weight comes from ``loss.<name>`` (0: off).
 LOSS_TERMS = ("l1", "gan", "fm", "warp", "flow", "mask", "temporal_gan", "vgg")
@@ -43,9 +44,8 @@ class ClipGenerator(nn.Module):
     """Run a generator over a clip: ``forward(x (B, T, C, H, W), flow, valid) -> dict``.
 
     Frame-wise generators see the B*T frames as one batch.  Temporal generators run frame
-    after frame, feeding back their previous output (warped inside the model); the first frame
-    of the clip starts a shot.  With ``tbptt > 0`` the fed-back output is detached every
-    ``tbptt`` frames (truncated backpropagation through time).
+    after frame through a :class:`Recurrence` (the first frame of the clip starts a shot;
+    ``tbptt > 0`` detaches the fed-back output every ``tbptt`` frames).
 
     Returns ``out`` (B, T, 3, H, W) and, for temporal generators, ``mask`` (B, T, 1, H, W),
     ``flow`` (B, T, 2, H, W) and ``valid`` (B, T, 1, H, W) as used by the model.  One module so
@@ -70,19 +70,14 @@ class ClipGenerator(nn.Module):
         given = g.flow_source == "dis"
         if given and t_len > 1 and flow is None:
             raise ValueError("a flow=dis generator needs the clip's flow")
-        results, y_prev = [], None
-        for t in range(t_len):
-            if t == 0:
-                r = g(self._cl(x[:, 0]))
-            else:
-                r = g(
-                    self._cl(x[:, t]), x_prev=self._cl(x[:, t - 1]), y_prev=y_prev,
-                    flow=flow[:, t] if given else None, valid=valid[:, t] if given and valid is not None else None,
-                )
-            y_prev = r.out
-            if self.tbptt and (t + 1) % self.tbptt == 0:
-                y_prev = y_prev.detach()
-            results.append(r)
+        recurrence = Recurrence(g, self.tbptt)
+        results = [
+            recurrence.step(
+                self._cl(x[:, t]), flow=flow[:, t] if given else None,
+                valid=valid[:, t] if given and valid is not None else None,
+            )
+            for t in range(t_len)
+        ]
         stack = lambda name: torch.stack([getattr(r, name) for r in results], dim=1)  # noqa: E731
         return {"out": stack("out"), "mask": stack("mask"), "flow": stack("flow"), "valid": stack("valid")}
 

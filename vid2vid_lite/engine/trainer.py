@@ -44,6 +44,7 @@ from .distributed import (
     parameter_digest, shared_run_dir,
 )
 from .gan import VideoGAN
+from .recurrent import Recurrence, input_flow
 from .train_data import build_clip_data, clip_length, flow_side, make_loader
 
 log = logging.getLogger(__name__)
@@ -357,21 +358,15 @@ def translate_frames(model: torch.nn.Module, task: Task, frames: np.ndarray, cut
     a = image_to_tensor(frames, device=device)
     if not getattr(model, "is_temporal", False):
         return torch.cat([model(a[i : i + 8]).float() for i in range(0, len(a), 8)])
-    dis = DISFlow(str(model.config.get("dis_preset", "fast")))
-    outputs, y_prev = [], None
+    dis = DISFlow(str(model.config.get("dis_preset", "fast"))) if model.flow_source == "dis" else None
+    recurrence = Recurrence(model, feedback=lambda out, x: out.float())
+    outputs = []
     for t in range(len(a)):
         cut = t in cuts
         flow = valid = None
-        if not cut and model.flow_source == "dis":
-            flow, valid = (
-                z.to(device) for z in dis.backward_with_validity(task.flow_view(frames[t]), task.flow_view(frames[t - 1]))
-            )
-        r = model(
-            a[t : t + 1], x_prev=None if t == 0 else a[t - 1 : t], y_prev=None if cut else y_prev,
-            flow=flow, valid=valid, reset=torch.tensor([cut], device=device),
-        )
-        y_prev = r.out.float()
-        outputs.append(y_prev)
+        if dis is not None and not cut:
+            flow, valid = (z.to(device) for z in input_flow(task, dis, frames[t], frames[t - 1]))
+        outputs.append(recurrence.step(a[t : t + 1], reset=[cut], flow=flow, valid=valid).out.float())
     return torch.cat(outputs)
 
 

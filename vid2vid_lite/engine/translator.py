@@ -43,17 +43,12 @@ from tqdm import tqdm
 
 from ..datasets.tasks import Task
 from ..flow import DISFlow
-from ..image import image_to_tensor, tensor_to_image
+from ..image import image_to_tensor, processing_size, tensor_to_image
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
 from ..io.base import BackgroundWriter, Prefetcher
 from ..scene import SceneCutDetector
 from .precision import autocast_for, resolve_precision
-
-
-def processing_size(height: int, width: int, short: int) -> tuple[int, int]:
-    """``(height, width)`` with the short side scaled to ``short``, aspect kept."""
-    scale = short / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+from .recurrent import Recurrence, input_flow
 
 
 def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
@@ -280,21 +275,31 @@ class Translator:
         return batch_for_memory(free, per_row)
 
     # -- one forward pass ----------------------------------------------------------------
-    def _run_model(self, inputs: list[np.ndarray], **temporal) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Generator on a batch of model inputs at the processing size; returns ``(output at
-        the input size, model input tensor at the processing size)``."""
+    def _model_tensor(self, inputs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Size]:
+        """A batch of model inputs as the model takes it (at the processing size), and their
+        size."""
         x = image_to_tensor(inputs, device=self.device)
         size = x.shape[-2:]
         if self.resize:
             x = resize_short_side(x, self.resize)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        return x, size
+
+    def _forward(self, x: torch.Tensor, size: torch.Size, **temporal):
+        """The generator on ``x`` under the precision's autocast; the output (a temporal model's
+        ``out``) as float at ``size``."""
         with torch.inference_mode(), autocast_for(self.device, self.precision):
             result = self.model(x, **temporal) if self.temporal else self.model(x)
         y = (result.out if self.temporal else result).float()
         if y.shape[-2:] != size:
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
-        return y, x
+        return result._replace(out=y) if self.temporal else y
+
+    def _run_model(self, inputs: list[np.ndarray], **temporal):
+        """Generator on a batch of model inputs; returns the output at the input size (a
+        temporal model's :class:`TemporalOutput`, its ``out`` at the input size)."""
+        return self._forward(*self._model_tensor(inputs), **temporal)
 
     # -- frame-wise ----------------------------------------------------------------------
     def _framewise(self, source: Source) -> Iterator[tuple[int, Frame, np.ndarray]]:
@@ -315,7 +320,7 @@ class Translator:
                 yield from ahead.popleft().result()
 
     def _framewise_batch(self, batch: list[Frame]) -> list[tuple[int, Frame, np.ndarray]]:
-        y, _ = self._run_model([self.task.model_input(f.image) for f in batch])
+        y = self._run_model([self.task.model_input(f.image) for f in batch])
         return [(0, frame, image) for frame, image in zip(batch, tensor_to_image(y))]
 
     def _worker_threads(self) -> None:
@@ -335,21 +340,12 @@ class Translator:
                 self.stats.cuts += 1  # a cut inside the video, not a reader's first frame
             flow = None
             if self.flow_source == "dis" and not cut:
-                flow = pool.submit(self._dis, inp, previous)
+                flow = pool.submit(input_flow, self.task, self.flow, inp, previous, self.flow_check, self.resize)
             ahead.append(_Step(frame, inp, cut, flow, keep=frame.index >= segment.start))
             previous = inp
             if len(ahead) > 2 * self.flow_workers:
                 yield ahead.popleft()
         yield from ahead
-
-    def _dis(self, current: np.ndarray, previous: np.ndarray):
-        """DIS flow between two model inputs, on the view the task gives DIS (gray for one
-        channel, class indices for label maps), at the processing size."""
-        current, previous = self.task.flow_view(current), self.task.flow_view(previous)
-        if self.resize:
-            h, w = processing_size(*current.shape[:2], self.resize)
-            current, previous = (cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in (current, previous))
-        return self.flow.backward_with_validity(current, previous, check=self.flow_check)
 
     def _temporal_on_workers(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
         """Segments spread over the worker threads in contiguous groups (each group one batch);
@@ -377,7 +373,7 @@ class Translator:
 
     def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
         """Step every segment at once: one batch row per segment still running."""
-        state: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # segment -> (x, y) at t-1
+        recurrence = Recurrence(self._forward, feedback=self._model_size)
         active = list(range(len(streams)))
         while active:
             steps = {b: next(streams[b], None) for b in active}
@@ -385,45 +381,16 @@ class Translator:
             if not active:
                 return
             rows = [steps[b] for b in active]
-            reset = [s.cut or b not in state for b, s in zip(active, rows)]
-            temporal = {"reset": torch.tensor(reset, device=self.device)}
-            if not all(reset):
-                temporal["x_prev"], temporal["y_prev"] = self._gather_state(state, active)
-                if self.flow_source == "dis":
-                    temporal["flow"], temporal["valid"] = self._gather_flows(rows, reset, temporal["y_prev"].shape[-2:])
-            y, x = self._run_model([s.inp for s in rows], **temporal)
-            y_model = self._model_size(y, x)
-            for i, b in enumerate(active):
-                state[b] = (x[i : i + 1], y_model[i : i + 1])
+            x, size = self._model_tensor([s.inp for s in rows])
+            flows = [s.flow for s in rows] if self.flow_source == "dis" else None
+            y = recurrence.step(x, reset=[s.cut for s in rows], flow=flows, rows=active, size=size).out
             for i, (b, step) in enumerate(zip(active, rows)):
                 if step.keep:
                     yield b, step.frame, tensor_to_image(y[i : i + 1])[0]
 
     @staticmethod
-    def _gather_state(state: dict[int, tuple[torch.Tensor, torch.Tensor]], active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x_prev, y_prev)`` of a batch; zeros for rows without a past (the model ignores the
-        past of a row that starts a shot).  One row (the usual CPU case) is used as it is: no
-        copy, no zeros."""
-        if len(active) == 1:
-            return state[active[0]]
-        x0, y0 = next(iter(state.values()))
-        rows = [state.get(b) for b in active]
-        blank = (torch.zeros_like(x0), torch.zeros_like(y0)) if None in rows else None
-        return tuple(torch.cat([(r or blank)[i] for r in rows]) for i in (0, 1))
-
-    def _gather_flows(self, rows: list[_Step], reset: list[bool], size) -> tuple[torch.Tensor, torch.Tensor]:
-        """The DIS flows and validity maps of a batch; zeros for rows that start a shot."""
-        flows, valids = [], []
-        for step, r in zip(rows, reset):
-            flow, valid = step.flow.result() if not r else (torch.zeros(1, 2, *size), torch.zeros(1, 1, *size))
-            flows.append(flow)
-            valids.append(valid)
-        if len(rows) == 1:
-            return flows[0].to(self.device), valids[0].to(self.device)
-        return torch.cat(flows).to(self.device), torch.cat(valids).to(self.device)
-
-    def _model_size(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The output at the processing size, as the recurrence needs it."""
+    def _model_size(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output (at the input size) at the processing size, as the recurrence needs it."""
         if y.shape[-2:] != x.shape[-2:]:
             y = F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
         return y
