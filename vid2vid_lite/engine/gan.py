@@ -180,7 +180,10 @@ class VideoGAN:
         framewise, _ = load_generator(str(self.init_from))
         if getattr(framewise, "is_temporal", False):
             raise UserError(f"model.init_from={self.init_from} is a temporal checkpoint; give a frame-wise one")
-        return str(self.G.init_from_framewise(framewise))
+        report = str(self.G.init_from_framewise(framewise))
+        if self.ema is not None:  # the average starts from the initialised weights, not the random ones
+            self.ema.model.load_state_dict(self.G.state_dict())
+        return report
 
     def to_device(self, device: torch.device, channels_last: bool, dist: DistInfo) -> None:
         """Move every network (and the optimiser state) to ``device``; wrap for DDP."""
