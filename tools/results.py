@@ -59,9 +59,7 @@ CLEAN_CRF = 18
 #: Classical baselines (PyAV's FFmpeg is an LGPL build: hqdn3d, spp and pp7 are not in it).
 CLASSICAL = {
     "deblock": "deblock",
-    "nlmeans s=1.5": "nlmeans=s=1.5",
-    "nlmeans s=3": "nlmeans=s=3",
-    "dctdnoiz sigma=4": "dctdnoiz=sigma=4",
+    "nlmeans s=2": "nlmeans=s=2",
     "dctdnoiz sigma=8": "dctdnoiz=sigma=8",
     "fftdnoiz sigma=8 prev/next": "fftdnoiz=sigma=8:prev=1:next=1",
     "atadenoise": "atadenoise",

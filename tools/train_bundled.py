@@ -67,7 +67,7 @@ RECIPES = {
         ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
          "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
         ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
-         "data.clip_len=6", "train.batch_size=2"),
+         "data.clip_len=4", "train.batch_size=2"),
         framewise_batch=8,
     ),
     # colorize: the pix2pix recipe (LSGAN + 100 L1 + 10 feature matching) on the older small set;

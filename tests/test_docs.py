@@ -1,0 +1,57 @@
+"""The measured parts of the docs are what the JSON beside them gives (tools/render_docs.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import render_docs  # noqa: E402
+
+
+def test_generated_docs_equal_what_their_json_gives():
+    """RESULTS.md, README's results paragraph and MODEL_CARD's tables: a number typed by hand,
+    or a JSON changed without rendering, fails here (fix: python tools/render_docs.py)."""
+    assert render_docs.RESULTS_JSON.exists()
+    assert render_docs.render(check=True)
+
+
+def _rows(inp: float, fw: float, tm: float, ewarp_fw: float = 1e-3, ewarp_tm: float = 7e-4) -> dict:
+    base = {"ssim": 0.9, "ewarp_ref": 1e-3, "tof": 0.1, "flicker": 0.0}
+    return {"input": {**base, "psnr": inp, "ewarp": 1e-3},
+            "frame-wise": {**base, "psnr": fw, "ewarp": ewarp_fw},
+            "temporal": {**base, "psnr": tm, "ewarp": ewarp_tm}}
+
+
+def test_targets_are_computed_from_the_rows():
+    case = _rows(30.0, 30.3, 30.6)
+    case["classical"] = {**case["input"], "psnr": 30.1, "filter": "deblock"}
+    data = {"sections": {
+        "restore": {"clip": {"x264 CRF 35": case, "x264 CRF 40": _rows(27.0, 27.2, 27.1, ewarp_tm=9e-4)}},
+        "clean": {"clip": {"x264 CRF 18": _rows(45.0, 44.95, 44.85)}},
+        "colorize": {"clip": _rows(20.0, 24.0, 23.95, ewarp_tm=8.6e-4)},
+    }}
+    got = {(c, t): (round(v, 6), ok) for c, t, v, ok in render_docs.targets(data)}
+    assert got[("clip, x264 CRF 35", "temporal ≥ input + 0.5 dB")] == (0.6, True)
+    assert got[("clip, x264 CRF 35", "temporal > best classical filter")] == (0.5, True)
+    assert got[("clip, x264 CRF 35", "temporal ewarp ≤ 0.8× frame-wise")] == (0.7, True)
+    assert got[("clip, x264 CRF 40", "temporal ≥ input + 0.5 dB")] == (0.1, False)
+    assert got[("clip, x264 CRF 40", "temporal ≥ frame-wise PSNR")] == (-0.1, False)
+    assert got[("clip, x264 CRF 40", "temporal ewarp ≤ 0.8× frame-wise")] == (0.9, False)
+    assert got[("clip, clean (x264 CRF 18)", "temporal loses ≤ 0.1 dB")] == (-0.15, False)
+    assert got[("clip, colorize", "temporal ≥ frame-wise − 0.1 dB")] == (-0.05, True)
+    assert got[("clip, colorize", "temporal ewarp ≤ 0.85× frame-wise")] == (0.86, False)
+    summary = render_docs.summary(data)
+    assert summary["cases"] == 2 and round(summary["gain_mean"], 6) == 0.35
+    assert round(summary["over_classical_min"], 6) == 0.5
+
+
+def test_replace_block_rewrites_only_between_the_markers():
+    text = "a\n<!-- t:start (note) -->\nold\nlines\n<!-- t:end -->\nz\n"
+    assert render_docs.replace_block(text, "t", "new") == "a\n<!-- t:start (note) -->\nnew\n<!-- t:end -->\nz\n"
+    with pytest.raises(SystemExit, match="markers"):
+        render_docs.replace_block("no markers", "t", "new")
