@@ -129,6 +129,17 @@ def test_camera_move_pans_zooms_and_turns_inside_the_photo():
         camera_move(photo[:100, :100], 4, (96, 128), np.random.default_rng(0))
 
 
+def test_a_training_folder_takes_every_container_run_reads(tmp_path):
+    """README's "Which files work" containers count as videos in a folder scan, in natural
+    order; other files and hidden ones do not."""
+    from vid2vid_lite.datasets.clips import list_sequences
+
+    names = ["a.asf", "b.vob", "c.3gp", "d.ogv", "e.rm", "f.gif", "g.m1v", "h2.mp4", "h10.wmv", "i.swf"]
+    for name in [*names, "notes.txt", ".hidden.mp4"]:
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in list_sequences(tmp_path)] == names
+
+
 def test_task_specs_label_maps_and_errors():
     labels = get_task("labels:5")
     assert labels.in_channels == 5 and labels.spec == "labels:5" and get_task(labels.spec) == labels

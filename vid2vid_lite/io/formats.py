@@ -18,7 +18,11 @@ MUXERS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov"}
 #: Suffixes written as video (anything else is written as a folder of PNGs).
 WRITABLE_VIDEO_SUFFIXES = tuple(MUXERS)
 #: Suffixes taken as videos inside a folder of training data.
-READABLE_VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".y4m")
+#: (Every container of README's "Which files work", so that a folder scan takes what `run` reads.)
+READABLE_VIDEO_SUFFIXES = (
+    ".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".flv", ".f4v",
+    ".swf", ".wmv", ".asf", ".vob", ".m1v", ".m2v", ".3gp", ".3g2", ".ogv", ".rm", ".gif", ".dv", ".y4m",
+)
 #: Suffixes of the images a frame folder is made of.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
