@@ -113,11 +113,13 @@ def summary(result, name: str) -> dict:
     return {k: float(v) for k, v in result.summaries[name].items() if k in KEPT}
 
 
-def measure_pair(reference: Path, model_input: Path, framewise: str, temporal: str, work: Path, tag: str) -> dict:
-    """input, frame-wise and temporal rows against ``reference`` (one pass shares its flow)."""
+def measure_pair(reference: Path, model_input: Path, framewise: str, temporal: str, work: Path, tag: str,
+                 shown_input: Path | None = None) -> dict:
+    """input, frame-wise and temporal rows against ``reference`` (one pass shares its flow);
+    the input row measures ``shown_input`` (default: ``model_input``)."""
     fw = translate(model_input, framewise, work / f"{tag}_framewise")
     tm = translate(model_input, temporal, work / f"{tag}_temporal")
-    result = evaluate(tm, reference, baseline=fw, input=model_input, vmaf=False)
+    result = evaluate(tm, reference, baseline=fw, input=shown_input or model_input, vmaf=False)
     return {"input": summary(result, "input"), "frame-wise": summary(result, "baseline"),
             "temporal": summary(result, "output")}
 
@@ -164,11 +166,9 @@ def measure(clips: dict[str, Path], models: dict, work: Path, full: bool) -> dic
             "the reference itself": measure_pair(reference, reference, models["restore-framewise"], models["restore"],
                                                  work, f"{name}_identity"),
         }
-        gray = gray_copy(reference, work / f"{name}_gray.mkv")
-        rows = measure_pair(reference, reference, models["colorize-framewise"], models["colorize"], work,
-                            f"{name}_colorize")
-        rows["input"] = summary(evaluate(gray, reference, vmaf=False), "output")  # the gray frames
-        out["colorize"][name] = rows
+        gray = gray_copy(reference, work / f"{name}_gray.mkv")  # the input row: the gray frames
+        out["colorize"][name] = measure_pair(reference, reference, models["colorize-framewise"], models["colorize"],
+                                             work, f"{name}_colorize", shown_input=gray)
         print(f"{name}: clean and colorize measured", flush=True)
     return out
 
