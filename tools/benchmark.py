@@ -1,6 +1,7 @@
 """Inference speed and memory of vid2vid_lite on this machine.
 
-    python tools/benchmark.py [--sizes 256x256 640x360] [--repeats 3] [--out docs/bench.json]
+    python tools/benchmark.py [--sizes 256x256 640x360] [--repeats 3] [--baseline REV] [--demo]
+                              [--out docs/measurements/benchmark.json]
 
 For each model (the bundled frame-wise and temporal ones, or untrained models of the same
 architecture when no bundled weights exist — the speed does not depend on the weights) and each
@@ -12,6 +13,11 @@ size it measures:
 - end-to-end fps of ``python -m vid2vid_lite.run`` on a 10 s clip (decode + task input + flow +
   model + encode), as the command reports it;
 - peak RSS (VmHWM) of that command for a 10 s and a 60 s clip (the 60 s clip is run once).
+
+With ``--baseline REV`` each end-to-end run is repeated, back to back, by the code of git
+revision REV (checked out into a temporary worktree, the same weights files), and the ratio
+of the two is reported: the before/after of a change.  With ``--demo`` it also times the
+no-argument demo (``python -m vid2vid_lite.run`` with no input; the README quotes it).
 
 All of it under ``run``'s ``precision`` (``--precision``; default ``auto``, which is bf16 on CPUs
 with bf16 instructions).  Each number is the median of ``--repeats`` runs; each ratio is the median of ratios taken within
@@ -31,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -38,13 +45,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vid2vid_lite.checkpoint import bundled_names, load_generator, save_generator
+from vid2vid_lite.checkpoint import bundled_dir, bundled_names, load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
 from vid2vid_lite.engine.allocator import keep_freed_memory
 from vid2vid_lite.engine.precision import PRECISIONS, autocast_for, resolve_precision
 from vid2vid_lite.engine.translator import cpu_workers
 from vid2vid_lite.io import write_video
 from vid2vid_lite.nn import build_generator
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: The architecture of the bundled models (see docs/MODEL_CARD.md).
 BUNDLED_ARCH = {"ngf": 16, "depth": 5, "residual": True}
@@ -55,7 +64,7 @@ def models(folder: Path) -> dict[str, Path]:
     out = {}
     for kind, bundled in (("framewise", "restore-framewise"), ("temporal", "restore")):
         if bundled in bundled_names():
-            out[kind] = Path(bundled)
+            out[kind] = bundled_dir() / f"{bundled}.safetensors"  # a path: a baseline tree runs the same file
             continue
         model = build_generator({"name": kind, **BUNDLED_ARCH})
         out[kind] = save_generator(folder / f"{kind}.safetensors", model, {"generator": model.config, "task": "restore"})
@@ -149,12 +158,13 @@ cli()
 """
 
 
-def run_command(clip: Path, weights: Path, out: Path, *overrides: str) -> tuple[float, float]:
-    """``(end-to-end fps as `run` reports it, peak RSS in MiB)`` of one run."""
+def run_command(clip: Path, weights: Path, out: Path, *overrides: str, tree: Path = ROOT) -> tuple[float, float]:
+    """``(end-to-end fps as `run` reports it, peak RSS in MiB)`` of one run of the code in
+    ``tree`` (this checkout, or a baseline worktree)."""
     result = subprocess.run(
         [sys.executable, "-c", _RUN_AND_REPORT_PEAK, str(clip), f"weights={weights}", f"output={out}",
          "progress=false", "device=cpu", *overrides],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=out.parent, env={**os.environ, "PYTHONPATH": str(tree)},
     )
     if result.returncode != 0:
         raise RuntimeError(f"run failed: {result.stderr}")
@@ -163,10 +173,35 @@ def run_command(clip: Path, weights: Path, out: Path, *overrides: str) -> tuple[
     return fps, peak / 1024
 
 
-def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str) -> dict:
+@contextmanager
+def worktree(rev: str):
+    """The code of git revision ``rev``, checked out into a temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path), rev], check=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def demo_seconds(repeats: int) -> list[float]:
+    """Wall-clock seconds of the no-argument demo, as a new user runs it (README step 2)."""
+    times = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "vid2vid_lite.run", f"demo_dir={tmp}/v2v_demo"], cwd=tmp, check=True,
+                           capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, baseline: Path | None = None) -> dict:
     """Each repeat measures, back to back, both models' model-only and end-to-end fps at one
-    size; the ratios are taken within a repeat (this machine's speed drifts by tens of percent
-    over minutes) and their medians reported."""
+    size (and, with a ``baseline`` tree, that tree's end-to-end fps); the ratios are taken within
+    a repeat (this machine's speed drifts by tens of percent over minutes) and their medians
+    reported."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -184,14 +219,20 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str) ->
                     after = best_model_fps(w, width, height, precision)
                     row = {k: (before[k] + after[k]) / 2 for k in before}
                     runs[kind].append({**row, "e2e_fps": e2e, "rss10_mib": rss10})
+                    if baseline is not None:
+                        base_fps, base_rss = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}", tree=baseline)
+                        runs[kind][-1].update(baseline_e2e_fps=base_fps, baseline_rss10_mib=base_rss,
+                                              e2e_over_baseline=e2e / base_fps)
             for kind, w in weights.items():
                 rows = runs[kind]
                 r = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
                 r["e2e_over_model"] = statistics.median(row["e2e_fps"] / row["model_fps"] for row in rows)
+                if baseline is not None:
+                    r["e2e_over_baseline_per_repeat"] = [row["e2e_over_baseline"] for row in rows]
                 r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4", f"precision={precision}")[1]  # once: 1500 frames take minutes
                 r["rss60_over_rss10"] = r["rss60_mib"] / r["rss10_mib"]
                 results[f"{kind} {size}"] = r
-                print(f"{kind} {size}", {k: round(v, 3) for k, v in r.items()}, flush=True)
+                print(f"{kind} {size}", {k: np.round(v, 3).tolist() for k, v in r.items()}, flush=True)
             ratios = [f["e2e_fps"] / t["e2e_fps"] for f, t in zip(runs["framewise"], runs["temporal"])]
             results[f"temporal/framewise e2e time {size}"] = statistics.median(ratios)
             print(f"temporal/framewise e2e time {size}", [round(r, 3) for r in ratios], flush=True)
@@ -218,6 +259,8 @@ def main() -> None:
     parser.add_argument("--cuda", action="store_true")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="run's precision option, also used for model-only (default: run's default)")
+    parser.add_argument("--baseline", metavar="REV", help="also run `run` of this git revision, back to back, and report the ratio")
+    parser.add_argument("--demo", action="store_true", help="also time the no-argument demo (--repeats times)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
     keep_freed_memory()  # as `run` does: model-only and end-to-end run under the same allocator
@@ -225,10 +268,22 @@ def main() -> None:
         results = cuda_benchmark(args.precision)
     else:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
-        results = cpu_benchmark(sizes, args.repeats, args.precision)
+        if args.baseline:
+            with worktree(args.baseline) as tree:
+                results = cpu_benchmark(sizes, args.repeats, args.precision, baseline=tree)
+            results["_baseline"] = args.baseline
+        else:
+            results = cpu_benchmark(sizes, args.repeats, args.precision)
+        if args.demo:
+            times = demo_seconds(args.repeats)
+            results["demo"] = {"seconds": statistics.median(times), "per_repeat": times}
+            print("demo seconds", [round(t, 1) for t in times], flush=True)
     results["_machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     results["_date"] = str(date.today())
     results["_precision"] = resolve_precision(torch.device("cuda" if args.cuda else "cpu"), args.precision)
+    results["_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                        capture_output=True, text=True).stdout.strip()
+    results["_command"] = "python tools/benchmark.py " + " ".join(sys.argv[1:])
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 
