@@ -348,3 +348,26 @@ def test_sampler_resumes_and_splits_the_global_batch_between_ranks():
     global_batch = take(ClipSampler(8, batch_size=2, seed=5, clip_len_at=at), 8)
     for step in range(4):
         assert {ranks[0][step], ranks[1][step]} == set(global_batch[2 * step : 2 * step + 2])
+
+
+def test_deflicker_items_hold_processed_and_guide_and_the_guides_flow(real_clip, settings):
+    """deflicker: A = (processed clip | the clip itself), B = the stable version; the cached
+    flow is the clip's own (the guide's), as at inference."""
+    task = get_task("deflicker")
+    assert task.guided and task.in_channels == 6
+    video = prepare_video(discover(real_clip, None, task)[0], settings(task, flow="source"))
+    ds = ClipDataset([video], task, clip_len=3, augment=Augment(crop=(40, 40)), seed=1)
+    arrays = video.open()
+    items = [ds[(i, 0, 3)] for i in range(len(ds))]
+    item = items[0]
+    assert item["a"].shape == (3, 6, 40, 40) and item["b"].shape == (3, 3, 40, 40)
+    guide = item["a"][:, 3:].float()  # the unprocessed clip: its flow warps it onto itself
+    warped = warp(guide[:-1], item["flow"][1:])
+    m = item["valid"][1:]
+    assert ((warped - guide[1:]).abs() * m).sum() / m.sum() <= ((guide[:-1] - guide[1:]).abs() * m).sum() / m.sum()
+    assert "a" not in arrays  # made in the workers from the augmented clip
+    differs = [not torch.equal(it["a"][:, :3], it["b"]) for it in items]
+    assert any(differs)  # most clips flicker; their target does not
+    assert torch.equal(ds[(0, 0, 3)]["a"], item["a"])  # an item is a function of its key
+    val = ds.validation_frames(0, 0, 4)
+    assert val["a"].shape[-1] == 6 and np.array_equal(val["a"][..., 3:], np.array(arrays["b"][:4]))

@@ -168,3 +168,21 @@ def test_vgg_loss_with_local_random_weights(tmp_path):
     value = loss(x, y)
     value.backward()
     assert value > 0 and x.grad.abs().sum() > 0
+
+
+def test_long_term_loss_follows_chained_flows_to_the_first_frame():
+    """A pan with exact flow: frame t is frame 0 moved by t·v, so the long-term term vanishes;
+    a brightness change after frame 1 shows, and so does a wrong flow."""
+    from vid2vid_lite.datasets.synthetic import camera_pan
+    from vid2vid_lite.losses import long_term_loss
+
+    pan = camera_pan("astronaut", 5, (48, 64), velocity=(2.0, 1.0))
+    frames = torch.from_numpy(pan.frames).permute(0, 3, 1, 2).float().unsqueeze(0) / 255.0
+    flows, valid = torch.from_numpy(pan.flows).unsqueeze(0), torch.from_numpy(pan.validity).unsqueeze(0)
+    assert long_term_loss(frames, flows, valid) < 1e-5
+    brighter = frames.clone()
+    brighter[:, 2:] += 0.1
+    assert abs(long_term_loss(brighter, flows, valid).item() - 0.1) < 1e-4
+    assert long_term_loss(frames, torch.zeros_like(flows), valid) > 0.02
+    with pytest.raises(ValueError, match="at least 3"):
+        long_term_loss(frames[:, :2], flows[:, :2], valid[:, :2])

@@ -1,6 +1,6 @@
 """Train the bundled default models (docs/MODEL_CARD.md) with the project's own train command.
 
-    python tools/train_bundled.py [--tasks restore colorize] [--out runs/bundled] [--install]
+    python tools/train_bundled.py [--tasks restore colorize deflicker] [--out runs/bundled] [--install]
     python tools/train_bundled.py --ablations     # colorize: no validity input; warp 1 + mask 1
 
 Each task has a :class:`Recipe` (:data:`RECIPES`): its data, steps and overrides.  restore trains
@@ -12,6 +12,9 @@ each task:
 1. frame-wise (no temporal losses): ``fw_steps`` steps;
 2. temporal: initialised from the frame-wise checkpoint at step ``fw_steps - tm_steps`` and
    trained ``tm_steps`` more, so both models see the same data for the same number of steps.
+
+deflicker has no frame-wise model (a frame-wise deflicker model would see no flicker): its
+temporal model trains from scratch (a residual output: it starts as the identity).
 
 ``--install`` copies the results into vid2vid_lite/weights/ under their bundled names.
 A run folder that holds a finished run with the same overrides is not trained again.
@@ -53,6 +56,7 @@ class Recipe:
     common: tuple[str, ...]  # overrides of both stages
     temporal: tuple[str, ...]  # overrides of the temporal stage only
     framewise_batch: int = 4
+    framewise: bool = True  # False: the temporal model alone, from scratch, tm_steps
 
 
 RECIPES = {
@@ -78,6 +82,17 @@ RECIPES = {
         ("model.temporal_discriminator.ndf=32", "loss.warp=10", "loss.mask=0.1", "data.clip_len=4",
          "train.batch_size=2"),
     ),
+    # deflicker: L1 to the stable version of the processed clip (datasets/processes.py), with
+    # the short-term warp and Lai et al.'s long-term loss on the original video's flow; no GAN,
+    # no mask regulariser (copying the warped past is what it should do where the flow holds).
+    "deflicker": Recipe(
+        "restore-set", 0, 6000,
+        ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
+         "optim.generator.lr=5e-4", "optim.generator.betas=[0.9,0.999]"),
+        ("model.use_validity=false", "loss.warp=10", "loss.long=10", "loss.mask=0", "data.clip_len=6",
+         "train.batch_size=4"),
+        framewise=False,
+    ),
 }
 #: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal recipe).
 ABLATIONS = {
@@ -85,7 +100,8 @@ ABLATIONS = {
     "colorize-temporal-warp1": ("colorize", ["loss.warp=1", "loss.mask=1"]),  # config defaults
 }
 BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
-           ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise"}
+           ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise",
+           ("deflicker", "temporal"): "deflicker"}
 
 
 def prepare_data(folder: Path, kind: str) -> Path:
@@ -150,8 +166,9 @@ def framewise_args(data: Path, task: str) -> list[str]:
 def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
     r = RECIPES[task]
     init = framewise_run / "checkpoints" / f"step_{r.fw_steps - r.tm_steps:06d}.pt"
+    start = [f"model.init_from={init}"] if r.framewise else []
     return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=temporal",
-            f"model.init_from={init}", f"train.steps={r.tm_steps}", *r.temporal]
+            *start, f"train.steps={r.tm_steps}", *r.temporal]
 
 
 def main() -> None:
@@ -169,7 +186,8 @@ def main() -> None:
     for task in args.tasks:
         data = prepare_data(args.out, RECIPES[task].data)
         fw, tm = args.out / f"{task}-framewise", args.out / f"{task}-temporal"
-        train(fw, framewise_args(data, task))
+        if RECIPES[task].framewise:
+            train(fw, framewise_args(data, task))
         train(tm, temporal_args(data, task, fw))
         if args.install:
             install(task, fw, tm, data)
@@ -182,14 +200,15 @@ def install(task: str, framewise_run: Path, temporal_run: Path, data: Path) -> N
     docs/measurements/training.json (and the data set's manifest in dataset.json)."""
     record_path = MEASUREMENTS / "training.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    for kind, run in (("framewise", framewise_run), ("temporal", temporal_run)):
+    runs = (("framewise", framewise_run), ("temporal", temporal_run)) if RECIPES[task].framewise else (("temporal", temporal_run),)
+    for kind, run in runs:
         name = BUNDLED[task, kind]
         target = ROOT / "vid2vid_lite" / "weights" / f"{name}.safetensors"
         shutil.copy(run / "checkpoints" / "latest.safetensors", target)
         metrics = json.loads((run / "metrics.json").read_text())
         record[name] = {
             "task": task, "model": metrics["model"], "steps": metrics["steps"],
-            "init_step": RECIPES[task].fw_steps - RECIPES[task].tm_steps if kind == "temporal" else None,
+            "init_step": RECIPES[task].fw_steps - RECIPES[task].tm_steps if kind == "temporal" and RECIPES[task].framewise else None,
             "time_s": metrics["time_s"], "it_per_s": metrics["it_per_s"], "date": str(date.today()),
             "overrides": [o for o in metrics.get("overrides", []) if not o.startswith(("data.train=", "model.init_from="))],
         }

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import UserError
-from .nn.warp import warp
+from .nn.warp import chain_flows, warp
 from .pretrained import require_local_weights
 
 GAN_MODES = ("vanilla", "lsgan", "hinge")
@@ -153,6 +153,25 @@ def warp_loss(
     Keep its weight small relative to L1 (docs/DESIGN.md: a large warp weight makes the model copy).
     """
     return masked_l1_loss(current, warp(previous, flow), valid)
+
+
+def long_term_loss(frames: torch.Tensor, flows: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Lai et al.'s long-term consistency: every frame from the third on against the clip's
+    first, ``|y[t] - warp(y[0], flow[t->0])|`` on pixels seen all the way, averaged over t.
+
+    Args:
+        frames: y (B, T, C, H, W), T >= 3.
+        flows: backward flows t -> t-1 (B, T, 2, H, W) (entry 0 unused).
+        valid: their validity (B, T, 1, H, W); a chain is valid where every link is.
+    """
+    if frames.shape[1] < 3:
+        raise ValueError(f"the long-term loss needs clips of at least 3 frames, got {frames.shape[1]}")
+    flow, seen, terms = flows[:, 1], valid[:, 1], []
+    for t in range(2, frames.shape[1]):
+        flow = chain_flows(flows[:, t], flow)
+        seen = valid[:, t] * (warp(seen, flows[:, t]) > 0.999).to(seen.dtype)
+        terms.append(masked_l1_loss(frames[:, t], warp(frames[:, 0], flow), seen))
+    return torch.stack(terms).mean()
 
 
 def flow_loss(

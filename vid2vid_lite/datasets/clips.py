@@ -269,6 +269,8 @@ def _prepare_flow(video: PreparedVideo, frames_key: str, s: PrepareSettings) -> 
     arrays = video.open()
     if s.flow == "target":
         view = lambda t: arrays["b"][t]  # noqa: E731
+    elif task.guided:  # the flow of the guide, which is the cached clip itself
+        view = lambda t: arrays["b"][t]  # noqa: E731
     elif "a" in arrays:
         view = lambda t: task.flow_view(arrays["a"][t])  # noqa: E731
     else:  # per-clip tasks: DIS on the input the task would make of the whole frame
@@ -468,7 +470,7 @@ class ClipDataset(Dataset):
             if self.task.name == "labels":
                 a = one_hot(a, self.task.label_nc)
         else:
-            a = self.task.make_input(b)
+            a, b = self.task.make_pair(b, rng)
         item = {"a": hwc_to_chw(a), "b": hwc_to_chw(b), "index": torch.tensor(index)}
         if self.with_flow:
             bwd = self.augment.apply_flow(arrays["bwd"][frames], p)
@@ -495,7 +497,7 @@ class ClipDataset(Dataset):
             if self.task.name == "labels":
                 a = one_hot(a, self.task.label_nc)
         else:
-            a = self.task.make_input(b)
+            a, b = self.task.make_pair(b, np.random.default_rng([self.seed, video, start]))
         cuts = sorted({0} | {c - start for c in v.cuts if start < c < start + count})
         return {"a": a, "b": b, "cuts": cuts}
 

@@ -16,6 +16,9 @@ edges       Canny edges of the frame            frame               1      per c
 upscale2x   frame down- then up-sampled         original frame      3      per clip
             (area 1/2, bicubic 2x)
 labels:N    one-hot of an integer label map     the user's B side   N      given
+deflicker   the clip put through per-frame      the same processes  6      per clip
+            processes with flickering           at the clip's mean
+            parameters | the clip (the guide)   parameters
 ==========  ==================================  ==================  =====  ===========
 
 "per clip" pair makers are cheap and run in the data workers on the augmented (cropped,
@@ -38,6 +41,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from .processes import flicker_pair
 
 
 # --------------------------------------------------------------------------- per-frame makers
@@ -179,6 +183,21 @@ def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Flicker:
+    """How ``deflicker`` makes its training pairs (:func:`~.processes.flicker_pair`).
+
+    Attributes:
+        strength: range of the per-frame parameter jitter's std (parameters span [-1, 1]).
+        constant: probability that a clip's process has no jitter (nothing to fix).
+        max_processes: at most this many processes in a row.
+    """
+
+    strength: tuple[float, float] = (0.0, 0.5)
+    constant: float = 0.15
+    max_processes: int = 2
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -194,6 +213,7 @@ class Task:
         label_nc: number of classes for ``labels``.
         edge_thresholds: Canny's low and high thresholds for ``edges``.
         degradation: the ``restore`` degradation.
+        flicker: the ``deflicker`` pair maker's settings.
     """
 
     name: str
@@ -202,6 +222,7 @@ class Task:
     label_nc: int = 0
     edge_thresholds: tuple[int, int] = (100, 200)
     degradation: RestoreDegradation = field(default_factory=RestoreDegradation)
+    flicker: Flicker = field(default_factory=Flicker)
 
     @property
     def spec(self) -> str:
@@ -223,6 +244,8 @@ class Task:
                 "noise": list(d.noise),
                 "clean": d.clean,
             },
+            "flicker": {"strength": list(self.flicker.strength), "constant": self.flicker.constant,
+                        "max_processes": self.flicker.max_processes},
         }
 
     @classmethod
@@ -237,6 +260,10 @@ class Task:
             options["edge_thresholds"] = tuple(int(v) for v in spec["edge_thresholds"])
         if spec.get("degradation") is not None:
             options["degradation"] = cls._degradation(spec["degradation"])
+        if spec.get("flicker") is not None:
+            f = spec["flicker"]
+            options["flicker"] = Flicker(tuple(float(v) for v in f.get("strength", (0.0, 0.5))),
+                                         float(f.get("constant", 0.15)), int(f.get("max_processes", 2)))
         return get_task(str(spec["name"]), label_nc=int(spec.get("label_nc") or 0), **options)
 
     @staticmethod
@@ -265,11 +292,22 @@ class Task:
     @property
     def per_clip(self) -> bool:
         """True where A is made from each augmented target clip (cheap per-frame makers)."""
-        return self.name in ("colorize", "edges", "upscale2x")
+        return self.name in ("colorize", "edges", "upscale2x", "deflicker")
 
-    def model_input(self, frame: np.ndarray) -> np.ndarray:
+    @property
+    def guided(self) -> bool:
+        """True where the model also takes a guide video (``deflicker``: the original video
+        whose per-frame processed version is the input); its flow is the guide's."""
+        return self.name == "deflicker"
+
+    def model_input(self, frame: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
         """The model's input ``(H', W', in_channels)`` uint8 for a ``(H, W, 3)`` uint8 frame
-        (at inference: the user's frame is the A side)."""
+        (at inference: the user's frame is the A side) and, for a :attr:`guided` task, the
+        guide's frame of the same size."""
+        if self.guided:
+            if guide is None or guide.shape != frame.shape:
+                raise ValueError(f"{self.name} needs a guide frame of the input's shape {frame.shape}")
+            return np.concatenate([frame, guide], axis=-1)
         if self.name == "colorize":
             return gray(frame)
         if self.name == "edges":
@@ -294,7 +332,20 @@ class Task:
             return np.stack([down_up(f) for f in frames])
         if self.name == "restore":
             raise ValueError("restore degrades whole videos: use Task.degrade")
+        if self.name == "deflicker":
+            raise ValueError("deflicker changes its target too: use Task.make_pair")
         raise ValueError(f"task {self.name} has no pair maker: its A side is given (data.train)")
+
+    def make_pair(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Training pair ``(input, target)`` of a per-clip task from a clip ``(T, H, W, 3)``
+        uint8.  ``deflicker``: the clip processed with flickering parameters next to the clip
+        itself (the guide), and the stable version as the target; the others keep the clip as
+        the target (:meth:`make_input`)."""
+        if self.name == "deflicker":
+            f = self.flicker
+            processed, stable = flicker_pair(frames, rng, f.strength, f.constant, f.max_processes)
+            return np.concatenate([processed, frames], axis=-1), stable
+        return self.make_input(frames), frames
 
     def degrade(
         self, frames: Iterable[np.ndarray], rng: np.random.Generator, fps: float = 25.0
@@ -307,7 +358,9 @@ class Task:
     def flow_view(self, a: np.ndarray) -> np.ndarray:
         """What DIS sees of a model input ``(H, W, C)`` uint8 (:meth:`model_input`'s output, or
         a label index map ``(H, W, 1)`` as the training cache stores it): RGB as is, one channel
-        as gray, label maps as the class index stretched over 0-255."""
+        as gray, label maps as the class index stretched over 0-255, a guided input as its guide."""
+        if self.guided:
+            return a[..., 3:6]
         if self.name == "labels":
             index = a.argmax(axis=-1) if a.shape[-1] == self.label_nc and self.label_nc > 1 else a[..., 0]
             return np.minimum(index.astype(np.uint16) * (255 // max(1, self.label_nc - 1)), 255).astype(np.uint8)
@@ -322,16 +375,18 @@ TASKS = {
         Task("colorize", in_channels=1),
         Task("edges", in_channels=1),
         Task("upscale2x", scale=2),
+        Task("deflicker", in_channels=6),
     )
 }
 
-TRAIN_TASKS = ("restore", "colorize", "upscale2x", "edges", "paired")
+TRAIN_TASKS = ("restore", "colorize", "upscale2x", "edges", "deflicker", "paired")
 
 
 def get_task(name: str, **options) -> Task:
     """The task called ``name`` (``labels:N``, or ``paired`` with ``label_nc=N``: N-class label maps).
 
-    ``options`` set :class:`Task` fields: ``label_nc``, ``edge_thresholds``, ``degradation``.
+    ``options`` set :class:`Task` fields: ``label_nc``, ``edge_thresholds``, ``degradation``,
+    ``flicker``.
     """
     name = str(name)
     if name.startswith("labels:"):

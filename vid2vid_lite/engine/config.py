@@ -16,7 +16,7 @@ from ..errors import UserError
 from .precision import DTYPES, resolve_precision
 
 #: Tasks whose input already is an image close to the target: a residual output trains faster.
-RESIDUAL_TASKS = ("restore", "upscale2x", "colorize")
+RESIDUAL_TASKS = ("restore", "upscale2x", "colorize", "deflicker")
 
 
 def container(node) -> dict:
@@ -31,6 +31,7 @@ def build_task(data: DictConfig) -> Task:
         "label_nc": int(data.get("label_nc") or 0),
         "edge_thresholds": (data.get("edges") or {}).get("thresholds", (100, 200)),
         "degradation": container(data.get("restore")),
+        "flicker": container(data.get("deflicker")),
     })
 
 

@@ -29,7 +29,9 @@ from ..checkpoint import load_generator
 from ..datasets.tasks import Task
 from ..errors import UserError
 from ..image import to_float
-from ..losses import GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, mask_regularizer, warp_loss
+from ..losses import (
+    GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, long_term_loss, mask_regularizer, warp_loss,
+)
 from ..nn import build_discriminator, build_generator, build_temporal_discriminator
 from .config import Precision, linear_decay, model_configs
 from .distributed import DistInfo
@@ -37,7 +39,7 @@ from .precision import autocast_for
 from .recurrent import Recurrence
 
 #: The loss table: every term's weight comes from ``loss.<name>`` (0: off).
-LOSS_TERMS = ("l1", "gan", "fm", "warp", "flow", "mask", "temporal_gan", "vgg")
+LOSS_TERMS = ("l1", "gan", "fm", "warp", "long", "flow", "mask", "temporal_gan", "vgg")
 
 
 class ClipGenerator(nn.Module):
@@ -304,13 +306,15 @@ class VideoGAN:
         return losses
 
     def _pair_losses(self, b: dict, gen: dict) -> dict[str, torch.Tensor]:
-        """The terms on consecutive frames: warp, mask regulariser, learned flow."""
+        """The terms on consecutive frames: warp, long-term, mask regulariser, learned flow."""
         w, fake, later = self.loss_w, gen["out"], slice(1, None)
         losses: dict[str, torch.Tensor] = {}
         if w["warp"] and "flow" in b:
             losses["warp"] = warp_loss(
                 _flat(fake[:, later]).float(), _flat(fake[:, :-1]).float(), _flat(b["flow"][:, later]), _flat(b["valid"][:, later])
             )
+        if w["long"] and "flow" in b and fake.shape[1] >= 3:
+            losses["long"] = long_term_loss(fake.float(), b["flow"], b["valid"])
         if w["mask"] and gen["mask"] is not None:
             losses["mask"] = mask_regularizer(_flat(gen["mask"][:, later]).float(), _flat(gen["valid"][:, later]).float())
         if w["flow"] and self.temporal and self.G.flow_source == "learned":

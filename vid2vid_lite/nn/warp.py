@@ -92,3 +92,11 @@ def occlusion_mask(
         grad_sq[..., :-1, :] += sq(flow_bwd[..., 1:, :] - flow_bwd[..., :-1, :])
         occluded |= grad_sq > 0.01 * bwd_sq + 0.002
     return (~occluded).to(flow_bwd.dtype)
+
+
+def chain_flows(flow_to_prev: torch.Tensor, flow_prev_to_ref: torch.Tensor) -> torch.Tensor:
+    """Backward flow t -> ref from t -> t-1 and t-1 -> ref (all ``(B, 2, H, W)``, pixels):
+    pixel p of frame t is at ``q = p + f(p)`` in t-1, and at ``q + g(q)`` in the reference, so
+    the chain is ``f + warp(g, f)``."""
+    return flow_to_prev + warp(flow_prev_to_ref, flow_to_prev)
+
