@@ -55,3 +55,20 @@ def test_replace_block_rewrites_only_between_the_markers():
     assert render_docs.replace_block(text, "t", "new") == "a\n<!-- t:start (note) -->\nnew\n<!-- t:end -->\nz\n"
     with pytest.raises(SystemExit, match="markers"):
         render_docs.replace_block("no markers", "t", "new")
+
+
+def test_a_block_inside_a_list_item_keeps_its_indentation():
+    text = "1. item\n   <!-- d:start -->\n   old\n   <!-- d:end -->\n2. next\n"
+    assert render_docs.replace_block(text, "d", "   new") == "1. item\n   <!-- d:start -->\n   new\n   <!-- d:end -->\n2. next\n"
+
+
+def test_benchmark_targets_and_before_after_come_from_the_run():
+    row = {"model_fps_all_cores": 90.0, "model_fps_workers": 100.0, "e2e_fps": 80.0, "e2e_over_model": 0.8,
+           "rss10_mib": 700.0, "rss60_mib": 721.0, "rss60_over_rss10": 1.03, "baseline_e2e_fps": 40.0,
+           "e2e_over_baseline": 2.0, "e2e_over_baseline_per_repeat": [1.9, 2.0, 2.1]}
+    data = {"framewise 64x64": row, "temporal 64x64": {**row, "e2e_over_model": 0.9, "rss60_over_rss10": 1.2},
+            "temporal/framewise e2e time 64x64": 1.3, "_commit": "new", "_baseline": "old"}
+    targets = "\n".join(render_docs.bench_targets(data))
+    assert "60 s ≤ 1.1 × at 10 s: **missed** (at most 1.200)" in targets
+    assert "frame-wise: met (1.30)" in targets and "model-only: **missed** (0.80–0.90)" in targets
+    assert "| frame-wise 64×64 | 80.0 | 40.0 | 2.000 | 1.900, 2.000, 2.100 |" in render_docs.baseline_table(data)

@@ -1,7 +1,9 @@
 """Inference speed and memory of vid2vid_lite on this machine.
 
-    python tools/benchmark.py [--sizes 256x256 640x360] [--repeats 3] [--baseline REV] [--demo]
-                              [--out docs/measurements/benchmark.json]
+    python tools/benchmark.py [--sizes 256x256 640x360] [--repeats 3] [--baseline REV] [--demo] [--out FILE]
+
+The results go to docs/measurements/benchmark-DATE-COMMIT.json (or ``--out``), from which
+tools/render_docs.py writes docs/BENCHMARKS.md and the README's demo time.
 
 For each model (the bundled frame-wise and temporal ones, or untrained models of the same
 architecture when no bundled weights exist — the speed does not depend on the weights) and each
@@ -185,6 +187,14 @@ def worktree(rev: str):
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
+def code_version() -> str:
+    """The short commit of this checkout, ``-dirty`` when tracked files differ from it."""
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def demo_seconds(repeats: int) -> list[float]:
     """Wall-clock seconds of the no-argument demo, as a new user runs it (README step 2)."""
     times = []
@@ -261,8 +271,10 @@ def main() -> None:
                         help="run's precision option, also used for model-only (default: run's default)")
     parser.add_argument("--baseline", metavar="REV", help="also run `run` of this git revision, back to back, and report the ratio")
     parser.add_argument("--demo", action="store_true", help="also time the no-argument demo (--repeats times)")
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the results as JSON here (default: docs/measurements/benchmark-DATE-COMMIT.json)")
     args = parser.parse_args()
+    commit = code_version()  # at the start: the code that is measured
     keep_freed_memory()  # as `run` does: model-only and end-to-end run under the same allocator
     if args.cuda:
         results = cuda_benchmark(args.precision)
@@ -281,11 +293,11 @@ def main() -> None:
     results["_machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     results["_date"] = str(date.today())
     results["_precision"] = resolve_precision(torch.device("cuda" if args.cuda else "cpu"), args.precision)
-    results["_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                        capture_output=True, text=True).stdout.strip()
+    results["_commit"] = commit
     results["_command"] = "python tools/benchmark.py " + " ".join(sys.argv[1:])
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    out = args.out or ROOT / "docs" / "measurements" / f"benchmark-{results['_date']}-{commit}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out} (python tools/render_docs.py renders it)")
 
 
 if __name__ == "__main__":
