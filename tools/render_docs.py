@@ -302,6 +302,19 @@ def benchmarks_markdown(runs: list[tuple[Path, dict]]) -> str:
     return "\n".join(lines)
 
 
+def speed_block(runs: list[tuple[Path, dict]]) -> str:
+    """README's speed sentence: the current run at 640×360."""
+    d = runs[0][1]
+    fw, tm = d.get("framewise 640x360"), d.get("temporal 640x360")
+    if not fw or not tm:
+        return "(no 640×360 measurement yet: `python tools/benchmark.py`)"
+    rss = max(r["rss60_mib"] for r in d.values() if isinstance(r, dict) and "rss60_mib" in r)
+    return (f"On this project's 2-core CPU ({d['_date']}, {d['_precision']}), `run` with the bundled restore models "
+            f"translates 640×360 video at {fw['e2e_fps']:.0f} fps frame-wise and {tm['e2e_fps']:.0f} fps with the "
+            f"temporal model, end to end (decode, flow, model, encode), in at most {rss:.0f} MiB of memory for a 60 s "
+            "clip (flat with the video's length).")
+
+
 def demo_block(runs: list[tuple[Path, dict]]) -> str:
     for f, d in runs:
         if "demo" in d:
@@ -335,7 +348,8 @@ def wanted_docs() -> dict[Path, str]:
     runs = benchmark_runs()
     if runs:
         wanted[BENCHMARKS_MD] = benchmarks_markdown(runs) + "\n"
-        wanted[README] = replace_block(wanted.get(README, README.read_text()), "demo", demo_block(runs))
+        readme = replace_block(wanted.get(README, README.read_text()), "demo", demo_block(runs))
+        wanted[README] = replace_block(readme, "speed", speed_block(runs))
     card = MODEL_CARD.read_text()
     for name, render in (("dataset", dataset_block), ("training", training_block)):
         source = MEASUREMENTS / f"{name}.json"
