@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
+import docs_benchmarks  # noqa: E402
 import render_docs  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def test_benchmark_targets_and_before_after_come_from_the_run():
            "e2e_over_baseline": 2.0, "e2e_over_baseline_per_repeat": [1.9, 2.0, 2.1]}
     data = {"framewise 64x64": row, "temporal 64x64": {**row, "e2e_over_model": 0.9, "rss60_over_rss10": 1.2},
             "temporal/framewise e2e time 64x64": 1.3, "_commit": "new", "_baseline": "old"}
-    targets = "\n".join(render_docs.bench_targets(data))
+    targets = "\n".join(docs_benchmarks.bench_targets(data))
     assert "60 s ≤ 1.1 × at 10 s: **missed** (at most 1.200)" in targets
     assert "frame-wise: met (1.30)" in targets and "model-only: **missed** (0.80–0.90)" in targets
-    assert "| frame-wise 64×64 | 80.0 | 40.0 | 2.000 | 1.900, 2.000, 2.100 |" in render_docs.baseline_table(data)
+    assert "| frame-wise 64×64 | 80.0 | 40.0 | 2.000 | 1.900, 2.000, 2.100 |" in docs_benchmarks.baseline_table(data)

@@ -3,7 +3,8 @@
     python tools/render_docs.py          # rewrite them from the JSON
     python tools/render_docs.py --check  # exit 1 if any differs from what the JSON gives
 
-- docs/RESULTS.md (whole) and README.md's results paragraph: results.json (tools/results.py);
+- docs/RESULTS.md (whole) and README.md's results and deflicker paragraphs: results.json
+  (tools/results.py);
 - docs/MODEL_CARD.md's data and training tables: dataset.json and training.json
   (tools/train_bundled.py --install);
 - docs/BENCHMARKS.md (whole) and README.md's demo time: benchmark-DATE-COMMIT.json
@@ -20,6 +21,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import docs_deflicker
+from docs_benchmarks import benchmark_runs, benchmarks_markdown, demo_block, speed_block
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASUREMENTS = ROOT / "docs" / "measurements"
@@ -160,6 +164,8 @@ def results_markdown(data: dict, experiments: dict | None = None) -> str:
                   "chunk and camera moves over two photos, at x264 CRF 35 and 40), never on the held-out ones:",
                   "`python tools/results.py --set val --model restore=RUN_DIR --label NAME` records a row.", "",
                   *experiments_table(experiments), ""]
+    if data["sections"].get("deflicker"):
+        lines += docs_deflicker.markdown(data["sections"]["deflicker"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -199,130 +205,6 @@ def training_block(data: dict) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- benchmarks
-
-BENCH_INTRO = """All numbers come from `python tools/benchmark.py` (its command and commit are given with each
-run). Models: the bundled `restore-framewise` and `restore` (temporal, one DIS flow a frame), U-Net
-ngf 16, depth 5. Clips: a camera pan over a real photo (scikit-image's astronaut), 25 fps, x264 CRF
-18. End-to-end = `python -m vid2vid_lite.run CLIP` with its defaults (decode + model input + DIS
-flow + model + x264 `medium` encode; `workers=auto`, `batch=auto`, `precision=auto`), the fps the
-command prints. Model-only = the generator alone on tensors in memory under the same precision, the
-better of one pass on all cores and `run`'s CPU workers (passes in parallel threads). Each repeat
-measures model-only fps just before and just after its end-to-end run; the tables give medians over
-the repeats, and each ratio is the median of the ratios taken within a repeat (this machine's speed
-drifts by tens of percent within minutes). Peak RSS = the `run` process's VmHWM; the 60 s clip is
-run once. With `--baseline REV` every end-to-end run is repeated back to back by the code of
-revision REV (same weights files): the before/after of a change."""
-
-
-def _size(key: str) -> str:
-    return key.split()[-1].replace("x", "×")
-
-
-def bench_table(data: dict) -> list[str]:
-    lines = ["| model, size | model-only fps: all cores | model-only fps: workers | end-to-end fps | e2e / model "
-             "| peak RSS 10 s | peak RSS 60 s | 60 s / 10 s |", "|---" * 8 + "|"]
-    for key, r in data.items():
-        if isinstance(r, dict) and "e2e_fps" in r:
-            kind = "frame-wise" if key.startswith("framewise") else "temporal"
-            lines.append(
-                f"| {kind} {_size(key)} | {r['model_fps_all_cores']:.1f} | {r['model_fps_workers']:.1f} | {r['e2e_fps']:.1f} "
-                f"| {r['e2e_over_model']:.2f} | {r['rss10_mib']:.0f} MiB | {r['rss60_mib']:.0f} MiB | {r['rss60_over_rss10']:.3f} |")
-    ratios = [f"{v:.2f} at {_size(k)}" for k, v in data.items() if k.startswith("temporal/framewise")]
-    return lines + ["", "Temporal / frame-wise end-to-end time: " + ", ".join(ratios) + "."]
-
-
-def baseline_table(data: dict) -> list[str]:
-    lines = [f"| model, size | end-to-end fps, {data['_commit']} | end-to-end fps, {data['_baseline']} "
-             "| ratio (median) | ratio per repeat |", "|---" * 5 + "|"]
-    for key, r in data.items():
-        if isinstance(r, dict) and "baseline_e2e_fps" in r:
-            kind = "frame-wise" if key.startswith("framewise") else "temporal"
-            per = ", ".join(f"{v:.3f}" for v in r["e2e_over_baseline_per_repeat"])
-            lines.append(f"| {kind} {_size(key)} | {r['e2e_fps']:.1f} | {r['baseline_e2e_fps']:.1f} "
-                         f"| {r['e2e_over_baseline']:.3f} | {per} |")
-    return lines
-
-
-def bench_targets(data: dict) -> list[str]:
-    """The inference issue's targets, checked on a run."""
-    rows = {k: r for k, r in data.items() if isinstance(r, dict) and "e2e_fps" in r}
-    rss = max(r["rss60_over_rss10"] for r in rows.values())
-    e2e = [r["e2e_over_model"] for r in rows.values()]
-    tf = [v for k, v in data.items() if k.startswith("temporal/framewise")]
-    verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
-    return [
-        f"- peak RSS at 60 s ≤ 1.1 × at 10 s: {verdict(rss <= 1.1)} (at most {rss:.3f}).",
-        f"- temporal end-to-end time ≤ 1.35 × frame-wise: {verdict(max(tf) <= 1.35)} ({', '.join(f'{v:.2f}' for v in tf)}).",
-        f"- end-to-end ≥ 85% of model-only: {verdict(min(e2e) >= 0.85)} ({min(e2e):.2f}–{max(e2e):.2f}). On 2 cores the "
-        "model alone fills both; decode, the x264 encode, the model input and output copies and the temporal "
-        "model's DIS flow take CPU time from it, and the faster the model, the larger their share.",
-    ]
-
-
-def benchmark_runs() -> list[tuple[Path, dict]]:
-    """Every CPU benchmark JSON, newest first (by date, then file name)."""
-    runs = [(f, json.loads(f.read_text())) for f in MEASUREMENTS.glob("benchmark-*.json")]
-    runs = [(f, d) for f, d in runs if "device" not in d]
-    return sorted(runs, key=lambda fd: (fd[1]["_date"], fd[0].name), reverse=True)
-
-
-def benchmarks_markdown(runs: list[tuple[Path, dict]]) -> str:
-    latest_file, latest = runs[0]
-    lines = ["# Benchmarks", "",
-             "<!-- Generated by tools/render_docs.py from docs/measurements/benchmark-*.json: do not edit. -->", "",
-             BENCH_INTRO, "", f"## Current: {latest['_date']}, commit {latest.get('_commit', '?')}", "",
-             f"`{latest.get('_command', 'python tools/benchmark.py')}` ({latest_file.name}) on {latest['_machine']}, "
-             f"precision {latest['_precision']}.", "", *bench_table(latest), "", "Against the targets of the inference "
-             "issue:", "", *bench_targets(latest)]
-    if "_baseline" in latest:
-        lines += ["", f"### Before / after: {latest['_commit']} against {latest['_baseline']}", "",
-                  "The same end-to-end runs, each followed at once by the same run with the code of the baseline "
-                  "revision (ratio > 1: faster now):", "", *baseline_table(latest)]
-    if "demo" in latest:
-        per = ", ".join(f"{t:.1f}" for t in latest["demo"]["per_repeat"])
-        lines += ["", f"The no-argument demo (`python -m vid2vid_lite.run`, README step 2): {latest['demo']['seconds']:.0f} s "
-                  f"(median; per repeat {per} s)."]
-    if latest.get("_note"):
-        lines += ["", f"Note: {latest['_note']}."]
-    lines += ["", "## Earlier runs", ""]
-    for f, d in runs[1:]:
-        lines += [f"### {d['_date']}, {f.stem.split('-')[-1]} ({d['_precision']})", "", *bench_table(d), ""]
-    gpu = sorted(MEASUREMENTS.glob("benchmark-cuda-*.json"))
-    lines += ["## GPU", ""]
-    if gpu:
-        for f in gpu:
-            d = json.loads(f.read_text())
-            lines += [f"{d['device']}, {d['_date']} ({f.name}): " + ", ".join(
-                f"{k} {v:.0f} fps" for k, v in d.items() if not k.startswith("_") and k != "device"), ""]
-    else:
-        lines += ["Not measured: no GPU has been lent to a session so far. On a lent one, `bash tools/gpu_session.sh` "
-                  "runs `python tools/benchmark.py --cuda` (model fps at 512×512 and 1024×512 for batch 1, 4 and 16, "
-                  "naming the card) and `python tools/gpu_check.py` (every CUDA path of `run` and `train`).", ""]
-    return "\n".join(lines)
-
-
-def speed_block(runs: list[tuple[Path, dict]]) -> str:
-    """README's speed sentence: the current run at 640×360."""
-    d = runs[0][1]
-    fw, tm = d.get("framewise 640x360"), d.get("temporal 640x360")
-    if not fw or not tm:
-        return "(no 640×360 measurement yet: `python tools/benchmark.py`)"
-    rss = max(r["rss60_mib"] for r in d.values() if isinstance(r, dict) and "rss60_mib" in r)
-    return (f"On this project's 2-core CPU ({d['_date']}, {d['_precision']}), `run` with the bundled restore models "
-            f"translates 640×360 video at {fw['e2e_fps']:.0f} fps frame-wise and {tm['e2e_fps']:.0f} fps with the "
-            f"temporal model, end to end (decode, flow, model, encode), in at most {rss:.0f} MiB of memory for a 60 s "
-            "clip (flat with the video's length).")
-
-
-def demo_block(runs: list[tuple[Path, dict]]) -> str:
-    for f, d in runs:
-        if "demo" in d:
-            return (f"   It took {d['demo']['seconds']:.0f} s on this project's 2-core CPU ({d['_date']}, median of "
-                    f"{len(d['demo']['per_repeat'])}, `python tools/benchmark.py --demo`).")
-    return "   (not measured yet: `python tools/benchmark.py --demo`)"
-
-
 def replace_block(text: str, name: str, content: str) -> str:
     """``text`` with the lines between its ``name`` start and end markers replaced; the end
     marker keeps the start marker's indentation (a block inside a list item stays in it)."""
@@ -345,6 +227,8 @@ def wanted_docs() -> dict[Path, str]:
         experiments = json.loads(experiments_json.read_text()) if experiments_json.exists() else None
         wanted[RESULTS_MD] = results_markdown(results, experiments)
         wanted[README] = replace_block(README.read_text(), "results", readme_block(results))
+        if results["sections"].get("deflicker"):
+            wanted[README] = replace_block(wanted[README], "deflicker", docs_deflicker.readme_block(results["sections"]["deflicker"]))
     runs = benchmark_runs()
     if runs:
         wanted[BENCHMARKS_MD] = benchmarks_markdown(runs) + "\n"
