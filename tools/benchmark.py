@@ -49,6 +49,7 @@ import torch
 
 from vid2vid_lite.checkpoint import bundled_dir, bundled_names, load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
+from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.allocator import keep_freed_memory
 from vid2vid_lite.engine.precision import PRECISIONS, autocast_for, resolve_precision
 from vid2vid_lite.engine.translator import cpu_workers
@@ -61,15 +62,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_ARCH = {"ngf": 16, "depth": 5, "residual": True}
 
 
-def models(folder: Path) -> dict[str, Path]:
-    """Checkpoints to measure: the bundled ones, else untrained stand-ins of that architecture."""
+def models(folder: Path, deflicker: bool = False) -> dict[str, Path]:
+    """Checkpoints to measure: the bundled ones, else untrained stand-ins of that architecture
+    (``deflicker``: also the deflicker model, a temporal one with a 6-channel input)."""
     out = {}
-    for kind, bundled in (("framewise", "restore-framewise"), ("temporal", "restore")):
+    kinds = (("framewise", "restore-framewise", 3), ("temporal", "restore", 3))
+    for kind, bundled, channels in kinds + ((("deflicker", "deflicker", 6),) if deflicker else ()):
         if bundled in bundled_names():
             out[kind] = bundled_dir() / f"{bundled}.safetensors"  # a path: a baseline tree runs the same file
             continue
-        model = build_generator({"name": kind, **BUNDLED_ARCH})
-        out[kind] = save_generator(folder / f"{kind}.safetensors", model, {"generator": model.config, "task": "restore"})
+        name = "framewise" if kind == "framewise" else "temporal"
+        model = build_generator({"name": name, "in_channels": channels, **BUNDLED_ARCH})
+        task = get_task("deflicker" if kind == "deflicker" else "restore").to_spec()
+        out[kind] = save_generator(folder / f"{kind}.safetensors", model, {"generator": model.config, "task": task})
     return out
 
 
@@ -207,7 +212,8 @@ def demo_seconds(repeats: int) -> list[float]:
     return times
 
 
-def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, baseline: Path | None = None) -> dict:
+def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, baseline: Path | None = None,
+                  deflicker: bool = False) -> dict:
     """Each repeat measures, back to back, both models' model-only and end-to-end fps at one
     size (and, with a ``baseline`` tree, that tree's end-to-end fps); the ratios are taken within
     a repeat (this machine's speed drifts by tens of percent over minutes) and their medians
@@ -215,7 +221,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        weights = models(tmp)
+        weights = models(tmp, deflicker)
         for width, height in sizes:
             size = f"{width}x{height}"
             clips = {s: make_clip(tmp / f"clip_{size}_{s}s.mp4", width, height, s) for s in (10, 60)}
@@ -224,12 +230,13 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
                 for kind, w in weights.items():
                     # model-only fps just before and just after the run, averaged: the run is
                     # compared with the machine's speed of that moment
+                    guide = [f"guide={clips[10]}"] if kind == "deflicker" else []  # the clip stabilised against itself
                     before = best_model_fps(w, width, height, precision)
-                    e2e, rss10 = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}")
+                    e2e, rss10 = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}", *guide)
                     after = best_model_fps(w, width, height, precision)
                     row = {k: (before[k] + after[k]) / 2 for k in before}
                     runs[kind].append({**row, "e2e_fps": e2e, "rss10_mib": rss10})
-                    if baseline is not None:
+                    if baseline is not None and kind != "deflicker":
                         base_fps, base_rss = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}", tree=baseline)
                         runs[kind][-1].update(baseline_e2e_fps=base_fps, baseline_rss10_mib=base_rss,
                                               e2e_over_baseline=e2e / base_fps)
@@ -237,15 +244,20 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
                 rows = runs[kind]
                 r = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
                 r["e2e_over_model"] = statistics.median(row["e2e_fps"] / row["model_fps"] for row in rows)
-                if baseline is not None:
+                if baseline is not None and kind != "deflicker":
                     r["e2e_over_baseline_per_repeat"] = [row["e2e_over_baseline"] for row in rows]
-                r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4", f"precision={precision}")[1]  # once: 1500 frames take minutes
+                guide = [f"guide={clips[60]}"] if kind == "deflicker" else []
+                r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4", f"precision={precision}", *guide)[1]  # once
                 r["rss60_over_rss10"] = r["rss60_mib"] / r["rss10_mib"]
                 results[f"{kind} {size}"] = r
                 print(f"{kind} {size}", {k: np.round(v, 3).tolist() for k, v in r.items()}, flush=True)
             ratios = [f["e2e_fps"] / t["e2e_fps"] for f, t in zip(runs["framewise"], runs["temporal"])]
             results[f"temporal/framewise e2e time {size}"] = statistics.median(ratios)
             print(f"temporal/framewise e2e time {size}", [round(r, 3) for r in ratios], flush=True)
+            if deflicker:  # issue 15: deflicker at least as fast as the temporal restore model
+                ratios = [t["e2e_fps"] / d["e2e_fps"] for t, d in zip(runs["temporal"], runs["deflicker"])]
+                results[f"deflicker/temporal e2e time {size}"] = statistics.median(ratios)
+                print(f"deflicker/temporal e2e time {size}", [round(r, 3) for r in ratios], flush=True)
     return results
 
 
@@ -270,6 +282,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="run's precision option, also used for model-only (default: run's default)")
     parser.add_argument("--baseline", metavar="REV", help="also run `run` of this git revision, back to back, and report the ratio")
+    parser.add_argument("--deflicker", action="store_true", help="also measure the deflicker model (its guide: the clip)")
     parser.add_argument("--demo", action="store_true", help="also time the no-argument demo (--repeats times)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the results as JSON here (default: docs/measurements/benchmark-DATE-COMMIT.json)")
@@ -282,10 +295,10 @@ def main() -> None:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
         if args.baseline:
             with worktree(args.baseline) as tree:
-                results = cpu_benchmark(sizes, args.repeats, args.precision, baseline=tree)
+                results = cpu_benchmark(sizes, args.repeats, args.precision, baseline=tree, deflicker=args.deflicker)
             results["_baseline"] = args.baseline
         else:
-            results = cpu_benchmark(sizes, args.repeats, args.precision)
+            results = cpu_benchmark(sizes, args.repeats, args.precision, deflicker=args.deflicker)
         if args.demo:
             times = demo_seconds(args.repeats)
             results["demo"] = {"seconds": statistics.median(times), "per_repeat": times}
