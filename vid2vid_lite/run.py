@@ -2,6 +2,7 @@
 
     python -m vid2vid_lite.run INPUT [output=PATH] [weights=NAME|PATH] [device=auto|cpu|cuda|cuda:N]
                                [batch=N] [key=value ...]
+    python -m vid2vid_lite.run PROCESSED guide=ORIGINAL weights=DEFLICKER_MODEL [output=PATH]
 
 INPUT may also be given as ``input=PATH``.  Every option is in ``vid2vid_lite/conf/run.yaml``;
 ``-m`` runs a Hydra sweep (each job's default output then goes into its sweep folder).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
@@ -23,9 +25,9 @@ from .cli import lift_positional, pick_device
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
 from .engine.precision import PRECISIONS
-from .engine.translator import Translator
+from .engine.translator import Translator, check_guide
 from .errors import UserError, report_user_errors
-from .io import VideoInfo, is_video_path, open_sink, open_source
+from .io import Source, VideoInfo, is_video_path, open_sink, open_source
 from .io.audio import audio_fits
 
 DEFAULT_SUFFIX = "_v2v"
@@ -44,7 +46,7 @@ def default_output(info: VideoInfo, folder: Path | None = None) -> Path:
     return where / f"{path.stem}{DEFAULT_SUFFIX}{suffix}"
 
 
-def resolve_output(cfg: DictConfig, info: VideoInfo) -> Path:
+def resolve_output(cfg: DictConfig, info: VideoInfo, guide: VideoInfo | None = None) -> Path:
     if cfg.output:
         output = Path(str(cfg.output)).expanduser()
     else:
@@ -54,7 +56,27 @@ def resolve_output(cfg: DictConfig, info: VideoInfo) -> Path:
         output = default_output(info, sweep_dir)
     if output.resolve() == info.path.resolve():
         raise UserError(f"output {output} is the input; choose another output=")
+    if guide is not None and output.resolve() == guide.path.resolve():
+        raise UserError(f"output {output} is the guide; choose another output=")
     return output
+
+
+def open_guide(cfg: DictConfig, task) -> Source | None:
+    """The ``guide=`` video of a guided task (``deflicker``: the original the input was processed
+    from), opened; None for the other tasks, which take none."""
+    if not task.guided:
+        if cfg.get("guide"):
+            raise UserError(f"guide= is only for guided tasks (deflicker); weights={cfg.weights} is a {task.name} model")
+        return None
+    if not cfg.get("guide"):
+        raise UserError(
+            f"weights={cfg.weights} is a {task.name} model: give guide=ORIGINAL, the video (or frame folder) "
+            "the input was processed from"
+        )
+    try:
+        return open_source(Path(str(cfg.guide)).expanduser())
+    except UserError as err:
+        raise UserError(f"guide: {err}") from None
 
 
 def side_by_side_path(output: Path) -> Path:
@@ -95,9 +117,14 @@ def translate(cfg: DictConfig) -> Path:
         dis_preset=cfg.dis_preset, flow_check=cfg.flow_check, compile=cfg.compile,
         workers=positive_or_auto("workers", cfg.workers),
     )
-    with open_source(Path(str(cfg.input)).expanduser()) as source:
+    with ExitStack() as stack:
+        source = stack.enter_context(open_source(Path(str(cfg.input)).expanduser()))
         info = source.info
-        output = resolve_output(cfg, info)
+        guide = open_guide(cfg, task)
+        if guide is not None:
+            stack.enter_context(guide)
+            check_guide(info, guide.info)  # before any output exists
+        output = resolve_output(cfg, info, None if guide is None else guide.info)
         size = dict(width=info.width * task.scale, height=info.height * task.scale)
         options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
                        keep_damaged_audio=cfg.on_error == "keep")
@@ -106,7 +133,7 @@ def translate(cfg: DictConfig) -> Path:
             sbs = side_by_side_path(output)
             sinks.append(open_sink(sbs, like=info, width=2 * size["width"], height=size["height"], **options))
         try:
-            stats = translator.translate(source, *sinks, progress=cfg.progress)
+            stats = translator.translate(source, *sinks, progress=cfg.progress, guide=guide)
         except UserError:
             if cfg.on_error != "keep" or source.damage is None:
                 for sink in sinks:

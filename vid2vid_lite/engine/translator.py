@@ -14,6 +14,13 @@ encoded at the same time by an encoder of its own into a packet file beside it (
 memory), and the packets are appended in order at the end, without decoding or re-encoding.  The
 recurrent state also resets at scene cuts (``scene_cut``).
 
+A guided task (``deflicker``) also reads a guide video (the original that the input was
+processed from): :func:`paired` zips every reader of the input, the first and each later
+segment's, with a reader of the guide opened at the same frame, and fails cleanly when the two
+fall out of step.  The model input is ``Task.model_input(frame, guide)``; the guide feeds the
+flow (``Task.flow_view``) and the scene-cut detector, since the processed video's flicker could
+look like cuts.
+
 On the CPU the model runs in ``workers`` threads, each with its share of the cores: a frame-wise
 model translates ``workers`` batches at once, a temporal model's segments are spread over the
 workers.  Independent forward passes on one core each beat one pass spread over every core,
@@ -42,6 +49,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.tasks import Task
+from ..errors import UserError
 from ..flow import DISFlow
 from ..image import image_to_tensor, processing_size, tensor_to_image
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
@@ -89,6 +97,47 @@ def plan_segments(num_frames: int, batch: int, warmup: int) -> list[Segment]:
         Segment(read_from=max(0, start - warmup) if i else 0, start=start, end=end)
         for i, (start, end) in enumerate(zip(bounds, bounds[1:]))
     ]
+
+
+def check_guide(info: VideoInfo, guide: VideoInfo, frames: int | None = None, guide_frames: int | None = None) -> None:
+    """:class:`UserError` where ``guide`` cannot go with the input ``info``: another frame size,
+    or another frame count where both are known (``frames`` / ``guide_frames``: exact counts,
+    by default the sources' own, which a video's container may not know)."""
+    if guide.size != info.size:
+        raise UserError(
+            f"size mismatch: the input {info.path} is {info.width}x{info.height} but the guide {guide.path} "
+            f"is {guide.width}x{guide.height}; the guide must be the video the input was processed from"
+        )
+    frames, guide_frames = frames or info.num_frames, guide_frames or guide.num_frames
+    if frames and guide_frames and frames != guide_frames:
+        raise UserError(
+            f"frame count mismatch: the input {info.path} has {frames} frames but the guide {guide.path} "
+            f"has {guide_frames}; the guide must be the video the input was processed from"
+        )
+
+
+def paired(source: Source, guide: Source | None) -> Iterator[tuple[Frame, np.ndarray | None]]:
+    """Each frame of ``source`` with the image of ``guide``'s frame at the same position (None
+    without a guide).  Both readers start at the same frame; a :class:`UserError` where one ends
+    before the other (raised before that frame is translated, so no output is half written)."""
+    if guide is None:
+        yield from ((frame, None) for frame in source)
+        return
+    guides = iter(guide)
+    for frame in source:
+        other = next(guides, None)
+        if other is None:
+            raise UserError(
+                f"frame count mismatch: the guide {guide.info.path} has {frame.index} frames but the input "
+                f"{source.info.path} has more; the guide must be the video the input was processed from"
+            )
+        yield frame, other.image
+    extra = next(guides, None)
+    if extra is not None:
+        raise UserError(
+            f"frame count mismatch: the input {source.info.path} has {extra.index} frames but the guide "
+            f"{guide.info.path} has more; the guide must be the video the input was processed from"
+        )
 
 
 @dataclass
@@ -264,7 +313,7 @@ class Translator:
         if self.device.type != "cuda":
             return self.workers if self.temporal else 1  # CPU: one segment a worker
         frame = np.zeros((info.height, info.width, 3), np.uint8)
-        inp = self.task.model_input(frame)
+        inp = self.task.model_input(frame, frame if self.task.guided else None)
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         before = torch.cuda.memory_allocated(self.device)
@@ -302,9 +351,9 @@ class Translator:
         return self._forward(*self._model_tensor(inputs), **temporal)
 
     # -- frame-wise ----------------------------------------------------------------------
-    def _framewise(self, source: Source) -> Iterator[tuple[int, Frame, np.ndarray]]:
-        frames = iter(source)
-        batches = iter(lambda: list(itertools.islice(frames, self.batch)), [])
+    def _framewise(self, pairs: Iterator[tuple[Frame, np.ndarray | None]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
+        """Frames with their guide images (:func:`paired`), ``batch`` at a time."""
+        batches = iter(lambda: list(itertools.islice(pairs, self.batch)), [])
         if self.workers == 1:
             for batch in batches:
                 yield from self._framewise_batch(batch)
@@ -319,23 +368,26 @@ class Translator:
             while ahead:
                 yield from ahead.popleft().result()
 
-    def _framewise_batch(self, batch: list[Frame]) -> list[tuple[int, Frame, np.ndarray]]:
-        y = self._run_model([self.task.model_input(f.image) for f in batch])
-        return [(0, frame, image) for frame, image in zip(batch, tensor_to_image(y))]
+    def _framewise_batch(self, batch: list[tuple[Frame, np.ndarray | None]]) -> list[tuple[int, Frame, np.ndarray]]:
+        y = self._run_model([self.task.model_input(frame.image, guide) for frame, guide in batch])
+        return [(0, frame, image) for (frame, _), image in zip(batch, tensor_to_image(y))]
 
     def _worker_threads(self) -> None:
         """A model worker's torch threads: its share of the cores (the setting is per thread)."""
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.workers))
 
     # -- temporal ------------------------------------------------------------------------
-    def _steps(self, frames: Iterator[Frame], segment: Segment, pool: ThreadPoolExecutor) -> Iterator[_Step]:
-        """A segment's frames with cut flags and their flows, computed ahead in ``pool``."""
+    def _steps(self, pairs: Iterator[tuple[Frame, np.ndarray | None]], segment: Segment,
+               pool: ThreadPoolExecutor) -> Iterator[_Step]:
+        """A segment's frames (with their guide images, :func:`paired`) with cut flags and their
+        flows, computed ahead in ``pool``."""
         detector = SceneCutDetector()
         ahead: deque[_Step] = deque()
         previous = None
-        for frame in itertools.islice(frames, None if segment.end is None else segment.end - segment.read_from):
-            inp = self.task.model_input(frame.image)
-            cut = detector.is_cut(frame.image) if self.scene_cut else previous is None
+        for frame, guide in itertools.islice(pairs, None if segment.end is None else segment.end - segment.read_from):
+            inp = self.task.model_input(frame.image, guide)
+            # A guide (the original video) shows the real cuts; flicker could look like one.
+            cut = detector.is_cut(frame.image if guide is None else guide) if self.scene_cut else previous is None
             if cut and frame.index >= segment.start and frame.index > segment.read_from:
                 self.stats.cuts += 1  # a cut inside the video, not a reader's first frame
             flow = None
@@ -402,21 +454,27 @@ class Translator:
         sink,
         side_by_side=None,
         progress: bool = True,
+        guide: Source | None = None,
     ) -> TranslateStats:
         """Translate every frame of ``source`` into ``sink`` (each keeps its timestamp); with
-        ``side_by_side``, also write input | output there."""
+        ``side_by_side``, also write input | output there.  A guided task needs ``guide``, a
+        source with the input's frame count and size (else :class:`UserError`)."""
         # OpenCV's own thread pool (DIS, resizes) would fight the model workers and the other
         # stages for the cores: 1.7x slower temporal runs at 256x256 on 2 cores.  The work is
         # already spread over threads here, so OpenCV runs single-threaded until the end.
         cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
-            return self._translate(source, sink, side_by_side, progress)
+            return self._translate(source, sink, side_by_side, progress, guide)
         finally:
             cv2.setNumThreads(cv_threads)
 
-    def _translate(self, source: Source, sink, side_by_side, progress: bool) -> TranslateStats:
+    def _translate(self, source: Source, sink, side_by_side, progress: bool, guide: Source | None) -> TranslateStats:
         info: VideoInfo = source.info
+        if self.task.guided != (guide is not None):
+            raise ValueError(f"task {self.task.name} {'needs' if self.task.guided else 'takes no'} guide")
+        if guide is not None:
+            check_guide(info, guide.info)
         if str(self.batch_spec) == "auto":
             self.batch = self._auto_batch(info)
         self.stats = TranslateStats()
@@ -426,12 +484,20 @@ class Translator:
         with ExitStack() as stack:
             if not self.temporal:
                 self.stats.batch = self.batch
-                steps = self._framewise(source)
+                steps = self._framewise(paired(source, guide))
             else:
                 timestamps = frame_timestamps(info.path) if self.batch > 1 else None
                 if timestamps is not None:
                     total = len(timestamps)
-                segments = plan_segments(total, self.batch, self.warmup) if self.batch > 1 and total else [Segment(0, 0, None)]
+                # Later segments open the guide at their start too: a frame folder, or a video
+                # with timestamps to seek by (else the video runs as one segment).
+                guide_timestamps, seekable = None, True
+                if guide is not None and self.batch > 1:
+                    guide_timestamps = frame_timestamps(guide.info.path)
+                    check_guide(info, guide.info, total, None if guide_timestamps is None else len(guide_timestamps))
+                    seekable = guide.info.kind == "frames" or guide_timestamps is not None
+                split = self.batch > 1 and total and seekable
+                segments = plan_segments(total, self.batch, self.warmup) if split else [Segment(0, 0, None)]
                 self.stats.segments = self.stats.batch = len(segments)
                 # The flow workers' few torch ops (the occlusion test) run on one thread: with
                 # OpenMP each calling thread would start a team as large as the model's, and the
@@ -441,12 +507,15 @@ class Translator:
                 ))
                 streams = []
                 for i, segment in enumerate(segments):
-                    frames = source if i == 0 else stack.enter_context(
-                        open_source(info.path, start=segment.read_from, timestamps=timestamps)
-                    )
-                    streams.append(self._steps(iter(frames), segment, pool))
+                    frames, guides = source, guide
                     if i:
+                        frames = stack.enter_context(open_source(info.path, start=segment.read_from, timestamps=timestamps))
+                        if guide is not None:
+                            guides = stack.enter_context(
+                                open_source(guide.info.path, start=segment.read_from, timestamps=guide_timestamps)
+                            )
                         outputs.add_part(segment.start)
+                    streams.append(self._steps(paired(frames, guides), segment, pool))
                 steps = self._temporal_on_workers(streams)
             try:
                 with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
