@@ -1,4 +1,4 @@
-"""deflicker at inference: ``run PROCESSED guide=ORIGINAL``.
+"""deflicker at inference: ``run PROCESSED guide=ORIGINAL`` and ``evaluate ... guide=ORIGINAL``.
 
 An untrained residual temporal model whose mask is saturated (m = 1) is the identity on its
 first three input channels: its output must be the processed input, frame for frame, with the
@@ -7,6 +7,7 @@ input's timestamps and audio, whatever path (frame-wise steps, segments) the fra
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,13 +23,17 @@ from test_metrics import jitter
 import vid2vid_lite
 from vid2vid_lite import run
 from vid2vid_lite.checkpoint import load_generator, save_generator
+from vid2vid_lite.datasets.synthetic import camera_pan
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.translator import Translator
 from vid2vid_lite.errors import UserError
+from vid2vid_lite.evaluate import evaluate, write_report
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
+from vid2vid_lite.metrics import psnr
 from vid2vid_lite.nn import build_generator
 
 CONF = str(Path(vid2vid_lite.__file__).parent / "conf")
+ROOT = Path(__file__).resolve().parents[1]
 T, H, W = 12, 32, 48
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -205,3 +210,55 @@ def test_count_mismatch_found_after_the_sinks_opened_leaves_nothing(clips, weigh
                       output=tmp_path / "o.mkv", batch=batch, workers=1)  # fmt: skip
     assert list(tmp_path.iterdir()) == []
 
+
+# --------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_measures_stability_with_the_guides_flow(tmp_path):
+    """A pan (exact motion): processed = per-frame random brightness, output = one constant
+    brightness.  With the guide's flow, the output's warping error is far below the processed
+    video's; PSNR stays against the processed frames."""
+    pan = camera_pan("astronaut", num_frames=8, size=(96, 128), velocity=(2, 1), start=(120, 140))
+    original = pan.frames
+    processed = jitter(original, seed=4, amount=0.15)
+    stable = np.clip(original * 0.9, 0, 255).astype(np.uint8)
+    paths = {name: write_video(tmp_path / name, frames) for name, frames in
+             (("original", original), ("processed", processed), ("stable", stable))}  # fmt: skip
+    result = evaluate(paths["stable"], paths["processed"], input=paths["processed"], guide=paths["original"], vmaf=False)
+    out, inp, guide = (result.summaries[name] for name in ("output", "input", "guide"))
+    assert result.settings["motion_from"] == "guide"
+    # output vs the processed input, both with the guide's flow
+    assert out["ewarp"] < 0.1 * out["ewarp_ref"]
+    assert inp["ewarp"] == out["ewarp_ref"]
+    assert guide["ewarp"] < 1.5 * out["ewarp"] + 1e-6  # the original is as stable
+    assert out["flicker"] < 0.1 * inp["flicker"]  # brightness changes: the guide's, not the processed video's
+    expected = psnr(np.stack(stable), np.stack(processed)).mean().item()
+    assert out["psnr"] == pytest.approx(expected, rel=1e-5)
+    written = write_report(result, tmp_path / "report", plots=False)
+    report = json.loads(written[0].read_text())
+    assert set(report) >= {"output", "guide", "settings"} and report["settings"]["motion_from"] == "guide"
+
+    without = evaluate(paths["stable"], paths["processed"], vmaf=False).settings
+    assert without["motion_from"] == "reference"
+
+
+def test_evaluate_guide_mismatch_is_a_clear_error(tmp_path):
+    frames = moving_pattern(6, H, W)
+    ref = write_video(tmp_path / "ref", frames)
+    with pytest.raises(UserError, match="frame count mismatch: .*guide has 5"):
+        evaluate(ref, ref, guide=write_video(tmp_path / "short", frames[:5]), vmaf=False)
+    with pytest.raises(UserError, match="size mismatch: guide is"):
+        evaluate(ref, ref, guide=write_video(tmp_path / "small", moving_pattern(6, H - 8, W)), vmaf=False)
+
+
+def test_evaluate_cli_takes_guide(tmp_path):
+    frames = moving_pattern(5, H, W)
+    ref, guide = write_video(tmp_path / "ref", jitter(frames)), write_video(tmp_path / "orig", frames)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "V2V_DEBUG": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "vid2vid_lite.evaluate", f"output={guide}", f"reference={ref}",
+                           f"guide={guide}", f"hydra.run.dir={tmp_path / 'run'}", "progress=false", "plots=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert report["settings"]["motion_from"] == "guide" and "guide" in report
+    assert report["output"]["ewarp"] == report["guide"]["ewarp"]

@@ -3,20 +3,26 @@
 Usage::
 
     python -m vid2vid_lite.evaluate output=PATH reference=PATH [baseline=PATH] [input=PATH] \\
-        [measure_dis_preset=medium] [vmaf=true] [hydra.run.dir=DIR]
+        [guide=PATH] [measure_dis_preset=medium] [vmaf=true] [hydra.run.dir=DIR]
 
 Each PATH is a video file or a folder of frames; all must have the same frame count and size
 (else ``error: …`` and exit status 2).  The videos are streamed side by side, never loaded
 whole.  The run directory (default ``runs/evaluate/<date>_<time>``) receives
 
-- ``metrics.json``: ``{"output": {metric: value}, "baseline": {…}, "input": {…},
-  "relative_change": {metric: percent}, "settings": {…}}`` (``baseline``, ``input`` and
-  ``relative_change`` only when given; NaN is written as null),
+- ``metrics.json``: ``{"output": {metric: value}, "baseline": {…}, "input": {…}, "guide": {…},
+  "relative_change": {metric: percent}, "settings": {…}}`` (``baseline``, ``input``, ``guide``
+  and ``relative_change`` only when given; NaN is written as null),
 - ``per_frame.csv``: one row per frame, columns ``<video>_<metric>``,
 - ``psnr.png`` and ``ewarp.png``: per-frame PSNR and warping error of each video.
 
 Metric definitions: :mod:`vid2vid_lite.metrics`.  ``relative_change`` is
 ``100 (output - baseline) / |baseline|``.
+
+``guide`` (``deflicker``: the reference is the per-frame processed video, the guide the original
+it was made from) moves the truth of the temporal metrics to the guide: its flow (``ewarp``,
+``ewarp_ref``: the processed reference's own warping error), its Farnebäck flow (``tof``) and
+its brightness changes (``flicker``); PSNR and SSIM stay against the reference.  The guide is
+also measured as a column of its own (its ``ewarp``: how stable the original is).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from .io.base import write_json as write_strict_json  # this module has a write_
 from .metrics import PSNR_CAP, SSIM_WINDOW, VideoMetrics, reference_motion, vmaf_available
 
 # Videos measured against the reference, in table order.
-VIDEOS = ("output", "baseline", "input")
+VIDEOS = ("output", "baseline", "input", "guide")
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "vmaf": True, "ewarp": False, "ewarp_ref": False,
                     "tof": False, "flicker": False}  # fmt: skip
 UNITS = {"psnr": "dB", "tof": "px"}
@@ -127,19 +133,20 @@ def evaluate(
     reference: str | Path,
     baseline: str | Path | None = None,
     input: str | Path | None = None,  # noqa: A002 - the CLI's word
+    guide: str | Path | None = None,
     measure_dis_preset: str = "medium",
     vmaf: bool = True,
     progress: bool = False,
 ) -> Evaluation:
-    """Stream the videos and measure output (and baseline, input) against reference.
+    """Stream the videos and measure output (and baseline, input, guide) against reference.
 
-    The reference's motion (DIS flow with validity, Farnebäck flow) is computed once per frame
-    pair and shared by all measured videos.  Raises :class:`UserError` on missing, unreadable
-    or mismatched inputs.
+    The reference's motion (DIS flow with validity, Farnebäck flow, brightness change), or the
+    ``guide``'s where one is given, is computed once per frame pair and shared by all measured
+    videos.  Raises :class:`UserError` on missing, unreadable or mismatched inputs.
     """
     if measure_dis_preset not in DIS_PRESETS:
         raise UserError(f"unknown measure_dis_preset={measure_dis_preset!r}; choose one of {', '.join(DIS_PRESETS)}")
-    given = {"output": output, "baseline": baseline, "input": input}
+    given = {"output": output, "baseline": baseline, "input": input, "guide": guide}
     paths = {name: str(p) for name, p in given.items() if p is not None}
     paths["reference"] = str(reference)
     dis = DISFlow(measure_dis_preset)
@@ -151,19 +158,21 @@ def evaluate(
         sources = _open(stack, paths)
         total = sources["reference"].info.num_frames
         bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress, desc="evaluate"))
-        prev_ref = None
+        moving = "guide" if "guide" in paths else "reference"  # whose motion is the truth
+        previous = None
         for frames in _zip_frames(sources):
             ref = frames["reference"]
-            motion = None if prev_ref is None else reference_motion(ref, prev_ref, dis)
+            motion = None if previous is None else reference_motion(frames[moving], previous, dis)
             for name in measured:
                 meters[name].update(frames[name], ref, motion)
-            prev_ref = ref
+            previous = frames[moving]
             bar.update(1)
 
     if not len(meters["output"]):
         raise UserError("the inputs hold no frames")
     settings = {
         "flow": "dis",
+        "motion_from": moving,
         "measure_dis_preset": measure_dis_preset,
         "occlusion": "forward-backward check + motion boundaries (Lai et al. 2018)",
         "psnr_cap_db": PSNR_CAP,
@@ -288,13 +297,14 @@ def main(cfg: DictConfig) -> None:
     if missing:
         raise UserError(
             f"missing {' and '.join(k + '=PATH' for k in missing)}; usage: python -m "
-            "vid2vid_lite.evaluate output=PATH reference=PATH [baseline=PATH] [input=PATH]"
+            "vid2vid_lite.evaluate output=PATH reference=PATH [baseline=PATH] [input=PATH] [guide=PATH]"
         )
     result = evaluate(
         cfg.output,
         cfg.reference,
         baseline=cfg.get("baseline") or None,  # `baseline=` (empty) means none
         input=cfg.get("input") or None,
+        guide=cfg.get("guide") or None,
         measure_dis_preset=cfg.measure_dis_preset,
         vmaf=cfg.vmaf,
         progress=cfg.progress,

@@ -32,6 +32,12 @@ Definitions (``t`` is a frame index, ``o`` the output, ``r`` the reference):
 
 The temporal metrics (``ewarp``, ``ewarp_ref``, ``tof``, ``flicker``) exist for frames
 ``t >= 1``; a video's value is the mean over its frame pairs (NaN for a one-frame video).
+
+With a **guide** (``deflicker``: the reference is a per-frame processed video that flickers,
+the guide the original it was made from), the motion that the temporal metrics take as the
+truth is the guide's instead of the reference's (:class:`ReferenceMotion` of the guide's
+frames): ``ewarp`` and ``ewarp_ref`` warp with the guide's DIS flow and validity, ``tof``
+compares with the guide's Farnebäck flow, ``flicker`` with the guide's brightness changes.
 """
 
 from __future__ import annotations
@@ -244,23 +250,28 @@ class _StreamingVMAF:
 @dataclass
 class ReferenceMotion:
     """The motion of one reference frame pair (t-1, t), computed once and shared by every
-    video (output, baseline, …) measured against that reference.
+    video (output, baseline, …) measured against that reference (or against a guide: the
+    motion is then the guide's).
 
     flow: DIS backward flow t -> t-1 ``(1, 2, H, W)``.
     validity: ``(1, 1, H, W)`` forward-backward check and motion boundaries (1 = valid).
     farneback: Farnebäck flow t-1 -> t of the reference ``(H, W, 2)`` (for tOF).
+    brightness: ``b(r_t) - b(r_{t-1})`` ``(1,)``, the change of :func:`mean_brightness` (for
+        ``flicker``).
     """
 
     flow: torch.Tensor
     validity: torch.Tensor
     farneback: np.ndarray
+    brightness: torch.Tensor
 
 
 def reference_motion(reference: Image, reference_prev: Image, dis: DISFlow) -> ReferenceMotion:
-    """Compute :class:`ReferenceMotion` for reference frames t (``reference``) and t-1."""
+    """Compute :class:`ReferenceMotion` for reference (or guide) frames t (``reference``) and t-1."""
     cur, prev = to_tensor(reference), to_tensor(reference_prev)
     flow, validity = dis.backward_with_validity(to_u8(cur), to_u8(prev))
-    return ReferenceMotion(flow, validity, farneback_flow(to_gray_u8(prev), to_gray_u8(cur)))
+    brightness = mean_brightness(cur) - mean_brightness(prev)
+    return ReferenceMotion(flow, validity, farneback_flow(to_gray_u8(prev), to_gray_u8(cur)), brightness)
 
 
 class VideoMetrics:
@@ -304,7 +315,8 @@ class VideoMetrics:
         """Add frame t.  ``output``/``reference``: ``(H, W, 3)`` uint8 or ``(3, H, W)`` float.
 
         ``motion``: the reference motion (t-1, t) when the caller already computed it (to share
-        it between several videos); computed here when None.  Returns the frame's row (VMAF is
+        it between several videos), or a guide's motion; computed here from the reference when
+        None.  Returns the frame's row (VMAF is
         filled in by :meth:`rows` / :meth:`summary`, as it needs the next frame).
         """
         out, ref = to_tensor(output), to_tensor(reference)
@@ -323,7 +335,7 @@ class VideoMetrics:
             row["ewarp_ref"] = warping_error(ref, prev_ref, motion.flow, motion.validity).item()
             flow_out = farneback_flow(to_gray_u8(prev_out), to_gray_u8(out))
             row["tof"] = flow_difference(flow_out, motion.farneback)
-            row["flicker"] = flicker(out, prev_out, ref, prev_ref).item()
+            row["flicker"] = (mean_brightness(out) - mean_brightness(prev_out) - motion.brightness).abs().item()
         if self._vmaf is not None:
             self._vmaf.update(out, ref)
         self._prev_out, self._prev_ref = out, ref
