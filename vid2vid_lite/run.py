@@ -25,7 +25,8 @@ from .cli import lift_positional, pick_device
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
 from .engine.precision import PRECISIONS
-from .engine.translator import Translator, check_guide
+from .engine.streams import check_guide
+from .engine.translator import Translator
 from .errors import UserError, report_user_errors
 from .io import Source, VideoInfo, is_video_path, open_sink, open_source
 from .io.audio import audio_fits
