@@ -95,14 +95,21 @@ def measure_case(reference: Path, case, models: dict, work: Path, seed: int, con
     return measured
 
 
-def measure(clips: dict[str, Path], models: dict, work: Path) -> dict:
-    """clip -> case -> :func:`measure_case`, for :data:`CASES` and :data:`CONSTANT`."""
+#: README's picture: this case of the first clip.
+FIGURE_CASE = "equalize, per frame"
+
+
+def measure(clips: dict[str, Path], models: dict, work: Path, figure: Path | None = None) -> dict:
+    """clip -> case -> :func:`measure_case`, for :data:`CASES` and :data:`CONSTANT`; with
+    ``figure``, also plot :data:`FIGURE_CASE` of the first clip there."""
     out: dict = {}
     for index, (clip, reference) in enumerate(clips.items()):
         out[clip] = {}
         for j, (case, spec) in enumerate({**CASES, **CONSTANT}.items()):
-            out[clip][case] = measure_case(reference, spec, models, work / f"deflicker_{clip}_{j}", 100 * index + j,
-                                           constant=case in CONSTANT)
+            folder = work / f"deflicker_{clip}_{j}"
+            out[clip][case] = measure_case(reference, spec, models, folder, 100 * index + j, constant=case in CONSTANT)
+            if figure is not None and index == 0 and case == FIGURE_CASE:
+                plot_brightness(folder, reference, f"{clip}: {case}, stabilised by deflicker", figure)
         print(f"{clip}: deflicker measured", flush=True)
     return out
 

