@@ -454,3 +454,24 @@ def test_tiny_temporal_model_overfits_a_clip():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_detail_sigma_keeps_the_inputs_detail_and_changes_only_its_low_frequencies():
+    """deflicker's output mode: x + low_pass(out - x): whatever the blend does, the difference
+    to the input is smooth (its own low-pass), so warping the past cannot blur the picture."""
+    from vid2vid_lite.nn.temporal import low_pass
+
+    torch.manual_seed(0)
+    model = build_generator({"name": "temporal", "in_channels": 6, "ngf": 4, "depth": 3, "residual": True,
+                             "use_validity": False, "mask_bias": -3.0, "detail_sigma": 2.0})
+    assert model.config["detail_sigma"] == 2.0
+    x = torch.rand(1, 6, 32, 40) * 2 - 1
+    y_prev = torch.rand(1, 3, 32, 40) * 2 - 1  # a noisy past: mostly copied (mask ~0.05)
+    out = model(x, y_prev=y_prev, flow=torch.zeros(1, 2, 32, 40)).out
+    diff = out - x[:, :3]
+    assert diff.abs().mean() > 0.05  # the past does come through...
+    rough = (diff[..., 1:] - diff[..., :-1]).abs().mean()
+    noise = (y_prev[..., 1:] - y_prev[..., :-1]).abs().mean()
+    assert rough < 0.1 * noise  # ...but only its low frequencies
+    with pytest.raises(ValueError, match="residual"):
+        build_generator({"name": "temporal", "detail_sigma": 2.0, "residual": False})
