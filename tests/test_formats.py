@@ -151,7 +151,7 @@ def test_temporal_segments_on_a_seekable_file_keep_every_frame(tmp_path, weights
 def test_a_container_that_refuses_the_source_time_base_gets_a_safe_one(tmp_path, weights, monkeypatch):
     """Where the muxer refuses the first setups, the writer re-encodes the audio, then moves the
     video to a 1/90000 time base: the frames keep their times and the sound stays."""
-    from vid2vid_lite.io.video import VideoSink
+    from vid2vid_lite.io.writer import VideoSink
 
     clip = make_clip(tmp_path / "c.mp4", moving_pattern(12, 48, 64), fps=30, audio="aac")
     open_as_asked = VideoSink._open

@@ -12,7 +12,8 @@ from ..errors import UserError
 from .base import VideoInfo
 from .frames import FolderSink, FolderSource
 from .formats import WRITABLE_VIDEO_SUFFIXES
-from .video import VideoSink, VideoSource, presentation_timestamps
+from .video import VideoSource, presentation_timestamps
+from .writer import VideoSink
 
 Source = VideoSource | FolderSource
 Sink = VideoSink | FolderSink
