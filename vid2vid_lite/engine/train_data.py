@@ -14,7 +14,8 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from ..datasets.clips import Augment, ClipData, ClipDataset, ClipSampler, PrepareSettings, discover, prepare_videos
+from ..datasets.clips import Augment, ClipData, ClipDataset, ClipSampler
+from ..datasets.prepare import PrepareSettings, discover, prepare_videos
 from ..datasets.tasks import Task
 from ..errors import UserError
 from .distributed import DistInfo, barrier
