@@ -24,7 +24,8 @@ from vid2vid_lite.nn import (
     build_generator,
     build_temporal_discriminator,
 )
-from vid2vid_lite.nn.temporal_d import centre_flows, chain_flows
+from vid2vid_lite.nn.temporal_d import centre_flows
+from vid2vid_lite.nn.warp import chain_flows
 from vid2vid_lite.nn.unet import crop_pad, pad_to_multiple
 
 SIZES = [(37, 53), (64, 96), (16, 16)]

@@ -25,16 +25,7 @@ import torch
 import torch.nn as nn
 
 from .patchgan import NLayerDiscriminator
-from .warp import warp
-
-
-def chain_flows(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:
-    """Compose backward flows: a -> b (B, 2, H, W) then b -> c gives a -> c (B, 2, H, W).
-
-    With ``a[p] ~ b[p + f_ab(p)]`` and ``b[q] ~ c[q + f_bc(q)]``:
-    ``f_ac(p) = f_ab(p) + f_bc(p + f_ab(p)) = f_ab + warp(f_bc, f_ab)``.
-    """
-    return flow_ab + warp(flow_bc, flow_ab)
+from .warp import chain_flows, warp
 
 
 def window_offsets(num_frames: int, stride: int) -> list[int]:

@@ -94,9 +94,12 @@ def occlusion_mask(
     return (~occluded).to(flow_bwd.dtype)
 
 
-def chain_flows(flow_to_prev: torch.Tensor, flow_prev_to_ref: torch.Tensor) -> torch.Tensor:
-    """Backward flow t -> ref from t -> t-1 and t-1 -> ref (all ``(B, 2, H, W)``, pixels):
-    pixel p of frame t is at ``q = p + f(p)`` in t-1, and at ``q + g(q)`` in the reference, so
-    the chain is ``f + warp(g, f)``."""
-    return flow_to_prev + warp(flow_prev_to_ref, flow_to_prev)
+def chain_flows(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:
+    """Compose backward flows: a -> b (B, 2, H, W) then b -> c gives a -> c (B, 2, H, W).
+
+    With ``a[p] ~ b[p + f_ab(p)]`` and ``b[q] ~ c[q + f_bc(q)]``:
+    ``f_ac(p) = f_ab(p) + f_bc(p + f_ab(p)) = f_ab + warp(f_bc, f_ab)``.  Used by D_T's window
+    flows and the long-term loss.
+    """
+    return flow_ab + warp(flow_bc, flow_ab)
 
