@@ -182,6 +182,11 @@ def mean_brightness(image: torch.Tensor) -> torch.Tensor:
     return luma(to_tensor(image)).flatten(1).mean(dim=1)
 
 
+def brightness_change(image: torch.Tensor, image_prev: torch.Tensor) -> torch.Tensor:
+    """``b(x_t) - b(x_{t-1})`` per image ``(B,)`` with ``b`` = :func:`mean_brightness`."""
+    return mean_brightness(image) - mean_brightness(image_prev)
+
+
 def flicker(
     output: torch.Tensor,
     output_prev: torch.Tensor,
@@ -190,9 +195,7 @@ def flicker(
 ) -> torch.Tensor:
     """Low-frequency flicker per pair ``(B,)``:
     ``|(b(o_t) - b(o_{t-1})) - (b(r_t) - b(r_{t-1}))|`` with ``b`` = :func:`mean_brightness`."""
-    d_out = mean_brightness(output) - mean_brightness(output_prev)
-    d_ref = mean_brightness(reference) - mean_brightness(reference_prev)
-    return (d_out - d_ref).abs()
+    return (brightness_change(output, output_prev) - brightness_change(reference, reference_prev)).abs()
 
 
 # --------------------------------------------------------------------------- VMAF (optional)
@@ -270,8 +273,7 @@ def reference_motion(reference: Image, reference_prev: Image, dis: DISFlow) -> R
     """Compute :class:`ReferenceMotion` for reference (or guide) frames t (``reference``) and t-1."""
     cur, prev = to_tensor(reference), to_tensor(reference_prev)
     flow, validity = dis.backward_with_validity(to_u8(cur), to_u8(prev))
-    brightness = mean_brightness(cur) - mean_brightness(prev)
-    return ReferenceMotion(flow, validity, farneback_flow(to_gray_u8(prev), to_gray_u8(cur)), brightness)
+    return ReferenceMotion(flow, validity, farneback_flow(to_gray_u8(prev), to_gray_u8(cur)), brightness_change(cur, prev))
 
 
 class VideoMetrics:
@@ -335,7 +337,7 @@ class VideoMetrics:
             row["ewarp_ref"] = warping_error(ref, prev_ref, motion.flow, motion.validity).item()
             flow_out = farneback_flow(to_gray_u8(prev_out), to_gray_u8(out))
             row["tof"] = flow_difference(flow_out, motion.farneback)
-            row["flicker"] = (mean_brightness(out) - mean_brightness(prev_out) - motion.brightness).abs().item()
+            row["flicker"] = (brightness_change(out, prev_out) - motion.brightness).abs().item()  # flicker() with a shared change
         if self._vmaf is not None:
             self._vmaf.update(out, ref)
         self._prev_out, self._prev_ref = out, ref
