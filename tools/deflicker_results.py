@@ -20,8 +20,6 @@ the model should leave it alone.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +27,10 @@ import numpy as np
 from vid2vid_lite.classical import filter_video
 from vid2vid_lite.datasets.processes import HELDOUT_PROCESSES, frame_params, run_process
 from vid2vid_lite.evaluate import evaluate
-from vid2vid_lite.io import open_sink, open_source, read_video
+from vid2vid_lite.io import open_sink, read_video
 
-ROOT = Path(__file__).resolve().parents[1]
+from translate import translate  # tools/ is on sys.path when results.py runs
+
 #: case -> (held-out process, per-frame jitter std; None: measured from each frame), or a bundled model.
 CASES: dict[str, tuple[str, float | None] | str] = {
     "white balance, per frame": ("white balance", None),
@@ -54,19 +53,10 @@ def write_frames(frames: np.ndarray, folder: Path) -> Path:
     return folder
 
 
-def run(model_input: Path, weights: str, out: Path, *extra: str) -> Path:
-    """``python -m vid2vid_lite.run`` into the PNG folder ``out`` (replaced), in fp32."""
-    if out.exists():
-        shutil.rmtree(out)
-    subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(model_input), f"weights={weights}", f"output={out}",
-                    "progress=false", "precision=fp32", *extra], check=True, cwd=ROOT, capture_output=True)
-    return out
-
-
 def processed_pair(reference: Path, case, models: dict, work: Path, seed: int) -> tuple[Path, Path | None]:
     """(P, its stable version or None) as PNG folders."""
     if isinstance(case, str):  # a bundled frame-wise model: no parameters, no stable version
-        return run(reference, models[case], work / "processed"), None
+        return translate(reference, models[case], work / "processed"), None
     name, jitter = case
     process = HELDOUT_PROCESSES[name]
     frames, _ = read_video(reference)
@@ -79,20 +69,21 @@ def measure_case(reference: Path, case, models: dict, work: Path, seed: int, con
     """``{"rows": {label: {psnr, ssim, ewarp}}, "ewarp_processed", "ewarp_original", "constant"}``."""
     work.mkdir(parents=True, exist_ok=True)
     processed, stable = processed_pair(reference, case, models, work, seed)
-    outputs = {"deflicker": run(processed, models["deflicker"], work / "deflicker", f"guide={reference}")}
+    output = translate(processed, models["deflicker"], work / "deflicker", f"guide={reference}")
     classical = work / "classical"
     if classical.exists():
         shutil.rmtree(classical)
-    outputs["classical (FFmpeg deflicker)"] = filter_video(processed, classical, CLASSICAL)
-    if stable is not None:
-        outputs["stable version"] = stable
-    measured = {"rows": {}, "constant": constant}
-    for label, out in outputs.items():
-        result = evaluate(out, processed, guide=reference, vmaf=False)
-        measured["rows"][label] = {k: float(v) for k, v in result.summaries["output"].items() if k in KEPT}
-        measured["ewarp_processed"] = float(result.summaries["output"]["ewarp_ref"])  # with the guide's flow
-        measured["ewarp_original"] = float(result.summaries["guide"]["ewarp"])
-    return measured
+    filter_video(processed, classical, CLASSICAL)
+    # One pass: the guide's motion is computed once and shared by every row.
+    result = evaluate(output, processed, baseline=classical, input=stable, guide=reference, vmaf=False)
+    labels = {"output": "deflicker", "baseline": "classical (FFmpeg deflicker)", "input": "stable version"}
+    return {
+        "rows": {label: {k: float(v) for k, v in result.summaries[video].items() if k in KEPT}
+                 for video, label in labels.items() if video in result.summaries},
+        "ewarp_processed": float(result.summaries["output"]["ewarp_ref"]),  # with the guide's flow
+        "ewarp_original": float(result.summaries["guide"]["ewarp"]),
+        "constant": constant,
+    }
 
 
 #: README's picture: this case of the first clip.

