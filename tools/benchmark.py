@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument("--deflicker", action="store_true", help="also measure the deflicker model (its guide: the clip)")
     parser.add_argument("--demo", action="store_true", help="also time the no-argument demo (--repeats times)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="write the results as JSON here (default: docs/measurements/benchmark-DATE-COMMIT.json)")
+                        help="write the results as JSON here (default: docs/measurements/benchmark[-cuda]-DATE-COMMIT.json)")
     args = parser.parse_args()
     commit = code_version()  # at the start: the code that is measured
     keep_freed_memory()  # as `run` does: model-only and end-to-end run under the same allocator
@@ -308,7 +308,8 @@ def main() -> None:
     results["_precision"] = resolve_precision(torch.device("cuda" if args.cuda else "cpu"), args.precision)
     results["_commit"] = commit
     results["_command"] = "python tools/benchmark.py " + " ".join(sys.argv[1:])
-    out = args.out or ROOT / "docs" / "measurements" / f"benchmark-{results['_date']}-{commit}.json"
+    kind = "cuda-" if args.cuda else ""  # docs_benchmarks.py finds GPU runs by this name
+    out = args.out or ROOT / "docs" / "measurements" / f"benchmark-{kind}{results['_date']}-{commit}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out} (python tools/render_docs.py renders it)")
 

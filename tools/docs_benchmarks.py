@@ -116,7 +116,8 @@ def benchmarks_markdown(runs: list[tuple[Path, dict]]) -> str:
     else:
         lines += ["Not measured: no GPU has been lent to a session so far. On a lent one, `bash tools/gpu_session.sh` "
                   "runs `python tools/benchmark.py --cuda` (model fps at 512×512 and 1024×512 for batch 1, 4 and 16, "
-                  "naming the card) and `python tools/gpu_check.py` (every CUDA path of `run` and `train`).", ""]
+                  "naming the card) and `python tools/gpu_check.py` (every CUDA path of `run` and `train`); its "
+                  "`bench_cuda.json`, saved as docs/measurements/benchmark-cuda-DATE-COMMIT.json, is rendered here.", ""]
     return "\n".join(lines)
 
 
