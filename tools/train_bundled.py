@@ -56,7 +56,11 @@ class Recipe:
     common: tuple[str, ...]  # overrides of both stages
     temporal: tuple[str, ...]  # overrides of the temporal stage only
     framewise_batch: int = 4
-    framewise: bool = True  # False: the temporal model alone, from scratch, tm_steps
+
+    @property
+    def framewise(self) -> bool:
+        """False (``fw_steps`` 0): the temporal model alone, from scratch, ``tm_steps``."""
+        return self.fw_steps > 0
 
 
 RECIPES = {
@@ -91,7 +95,6 @@ RECIPES = {
          "optim.generator.lr=5e-4", "optim.generator.betas=[0.9,0.999]"),
         ("model.use_validity=false", "loss.warp=10", "loss.long=10", "loss.mask=0", "data.clip_len=6",
          "train.batch_size=4"),
-        framewise=False,
     ),
 }
 #: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal recipe).
