@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vid2vid_lite.datasets.processes import (
+    Flicker,
     HELDOUT_PROCESSES,
     TRAIN_PROCESSES,
     equalize,
@@ -57,16 +58,16 @@ def test_equalisation_by_its_own_cdf_flattens_the_luma_histogram(pan):
 
 def test_flicker_pair_jitters_frames_and_its_target_uses_the_mean_parameters(pan):
     still = np.repeat(pan[:1], 5, axis=0)  # a still video: any frame-to-frame change is flicker
-    processed, stable = flicker_pair(still, np.random.default_rng(4), strength=(0.4, 0.4), constant=0.0)
+    processed, stable = flicker_pair(still, np.random.default_rng(4), Flicker(strength=(0.4, 0.4), constant=0.0))
     assert processed.shape == stable.shape == still.shape
     assert all(np.array_equal(stable[0], s) for s in stable)  # one parameter vector for the clip
     assert np.abs(np.diff(processed.astype(int), axis=0)).mean() > 1.0  # the input flickers
-    again = flicker_pair(still, np.random.default_rng(4), strength=(0.4, 0.4), constant=0.0)
+    again = flicker_pair(still, np.random.default_rng(4), Flicker(strength=(0.4, 0.4), constant=0.0))
     assert np.array_equal(again[0], processed) and np.array_equal(again[1], stable)  # seeded
 
 
 def test_a_constant_process_makes_input_equal_to_target(pan):
-    processed, stable = flicker_pair(pan, np.random.default_rng(0), constant=1.0)
+    processed, stable = flicker_pair(pan, np.random.default_rng(0), Flicker(constant=1.0))
     assert np.array_equal(processed, stable) and not np.array_equal(processed, pan)
 
 

@@ -15,8 +15,8 @@ equalisation), the way auto-exposure or auto-levels flicker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -156,6 +156,27 @@ HELDOUT_PROCESSES = {
 # --------------------------------------------------------------------------- clips
 
 
+@dataclass(frozen=True)
+class Flicker:
+    """How ``deflicker`` makes its training pairs (:func:`flicker_pair`).
+
+    Attributes:
+        strength: range of the per-frame parameter jitter's std (parameters span [-1, 1]).
+        constant: probability that a clip's process has no jitter (nothing to fix).
+        max_processes: at most this many processes in a row.
+    """
+
+    strength: tuple[float, float] = (0.0, 0.5)
+    constant: float = 0.15
+    max_processes: int = 2
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping) -> Flicker:
+        """From a config / checkpoint mapping; keys it lacks keep their defaults."""
+        types = {"strength": lambda v: tuple(float(x) for x in v), "constant": float, "max_processes": int}
+        return cls(**{f.name: types[f.name](spec[f.name]) for f in fields(cls) if spec.get(f.name) is not None})
+
+
 def frame_params(process: Process, frames: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Per-frame parameters ``(T, dims)``: measured from each frame (adaptive processes), or a
     clip-level draw in [-1, 1] plus independent per-frame jitter of std ``strength``."""
@@ -177,17 +198,17 @@ def run_process(
 
 
 def flicker_pair(
-    frames: np.ndarray, rng: np.random.Generator, strength: tuple[float, float] = (0.0, 0.5),
-    constant: float = 0.15, max_processes: int = 2, processes: dict[str, Process] = TRAIN_PROCESSES,
+    frames: np.ndarray, rng: np.random.Generator, settings: Flicker = Flicker(),
+    processes: dict[str, Process] = TRAIN_PROCESSES,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``deflicker``'s training pair for a clean clip ``(T, H, W, 3)`` uint8: the clip put
-    through 1..``max_processes`` random processes whose parameters change from frame to frame
-    (jitter std drawn from ``strength``; with probability ``constant`` none: the model must
-    leave stable video alone), and its stable version (each process at the clip's mean
-    parameters), the target."""
+    through 1..``settings.max_processes`` random processes whose parameters change from frame to
+    frame (jitter std drawn from ``settings.strength``; with probability ``settings.constant``
+    none: the model must leave stable video alone), and its stable version (each process at the
+    clip's mean parameters), the target."""
     names = list(processes)
-    chosen = rng.choice(len(names), size=int(rng.integers(1, max_processes + 1)), replace=False)
-    jitter = 0.0 if rng.random() < constant else float(rng.uniform(*strength))
+    chosen = rng.choice(len(names), size=int(rng.integers(1, settings.max_processes + 1)), replace=False)
+    jitter = 0.0 if rng.random() < settings.constant else float(rng.uniform(*settings.strength))
     processed, stable = frames, frames
     for i in sorted(chosen):  # a fixed order: tone before jpeg, as an app would
         process = processes[names[i]]

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from .processes import flicker_pair
+from .processes import Flicker, flicker_pair
 
 
 # --------------------------------------------------------------------------- per-frame makers
@@ -183,21 +183,6 @@ def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class Flicker:
-    """How ``deflicker`` makes its training pairs (:func:`~.processes.flicker_pair`).
-
-    Attributes:
-        strength: range of the per-frame parameter jitter's std (parameters span [-1, 1]).
-        constant: probability that a clip's process has no jitter (nothing to fix).
-        max_processes: at most this many processes in a row.
-    """
-
-    strength: tuple[float, float] = (0.0, 0.5)
-    constant: float = 0.15
-    max_processes: int = 2
-
-
 # --------------------------------------------------------------------------- tasks
 
 
@@ -261,9 +246,7 @@ class Task:
         if spec.get("degradation") is not None:
             options["degradation"] = cls._degradation(spec["degradation"])
         if spec.get("flicker") is not None:
-            f = spec["flicker"]
-            options["flicker"] = Flicker(tuple(float(v) for v in f.get("strength", (0.0, 0.5))),
-                                         float(f.get("constant", 0.15)), int(f.get("max_processes", 2)))
+            options["flicker"] = Flicker.from_mapping(spec["flicker"])
         return get_task(str(spec["name"]), label_nc=int(spec.get("label_nc") or 0), **options)
 
     @staticmethod
@@ -342,8 +325,7 @@ class Task:
         itself (the guide), and the stable version as the target; the others keep the clip as
         the target (:meth:`make_input`)."""
         if self.name == "deflicker":
-            f = self.flicker
-            processed, stable = flicker_pair(frames, rng, f.strength, f.constant, f.max_processes)
+            processed, stable = flicker_pair(frames, rng, self.flicker)
             return np.concatenate([processed, frames], axis=-1), stable
         return self.make_input(frames), frames
 
