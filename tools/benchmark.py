@@ -41,7 +41,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -305,6 +305,7 @@ def main() -> None:
             print("demo seconds", [round(t, 1) for t in times], flush=True)
     results["_machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     results["_date"] = str(date.today())
+    results["_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")  # orders runs of one day
     results["_precision"] = resolve_precision(torch.device("cuda" if args.cuda else "cpu"), args.precision)
     results["_commit"] = commit
     results["_command"] = "python tools/benchmark.py " + " ".join(sys.argv[1:])

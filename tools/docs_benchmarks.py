@@ -79,10 +79,11 @@ def bench_targets(data: dict) -> list[str]:
 
 
 def benchmark_runs() -> list[tuple[Path, dict]]:
-    """Every CPU benchmark JSON, newest first (by date, then file name)."""
+    """Every CPU benchmark JSON, newest first (by ``_time``, else ``_date``: a run without a time
+    counts as that day's first)."""
     runs = [(f, json.loads(f.read_text())) for f in MEASUREMENTS.glob("benchmark-*.json")]
     runs = [(f, d) for f, d in runs if "device" not in d]
-    return sorted(runs, key=lambda fd: (fd[1]["_date"], fd[0].name), reverse=True)
+    return sorted(runs, key=lambda fd: fd[1].get("_time", fd[1]["_date"]), reverse=True)
 
 
 def benchmarks_markdown(runs: list[tuple[Path, dict]]) -> str:
