@@ -89,12 +89,15 @@ RECIPES = {
     # deflicker: L1 to the stable version of the processed clip (datasets/processes.py), with
     # the short-term warp and Lai et al.'s long-term loss on the original video's flow; no GAN,
     # no mask regulariser (copying the warped past is what it should do where the flow holds).
+    # model.detail_sigma=3: the model corrects only the coarse (flickering) part of P and keeps
+    # P's fine detail as it is; without it, warp 10 blurred the output (repeated warps) and lost
+    # 7-15 dB to the stable version on val clips where P barely flickers (docs/TRAINING.md).
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
          "optim.generator.lr=5e-4", "optim.generator.betas=[0.9,0.999]"),
-        ("model.use_validity=false", "loss.warp=10", "loss.long=10", "loss.mask=0", "data.clip_len=6",
-         "train.batch_size=4"),
+        ("model.use_validity=false", "model.detail_sigma=3", "loss.warp=100", "loss.long=30", "loss.mask=0",
+         "data.clip_len=6", "train.batch_size=4"),
     ),
 }
 #: Ablations (docs/RESULTS.md): run dir -> (task, overrides on top of that task's temporal recipe).
