@@ -94,3 +94,5 @@ def test_deflicker_targets_are_computed_from_the_rows():
     assert ("clip, no stable", "PSNR ≥ the stable version's − 1 dB") not in got
     assert got[("clip, constant", "PSNR to the processed frames ≥ 35 dB (no flicker)")] == (36.0, True)
     assert len(got) == 6
+    summary = docs_deflicker.summary(section)
+    assert (summary["ideal_processed_min"], summary["ideal_original_max"]) == (0.25, 1.0)
