@@ -114,7 +114,8 @@ def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, dev
         x = x.contiguous(memory_format=torch.channels_last)
     kw = {}
     if model.flow_source != "none":
-        kw = dict(x_prev=x, y_prev=x, flow=torch.zeros(batch, 2, height, width, device=device),
+        # y_prev is an output (RGB): 3 channels even where the input has more (a guided model)
+        kw = dict(x_prev=x, y_prev=x[:, :3], flow=torch.zeros(batch, 2, height, width, device=device),
                   valid=torch.ones(batch, 1, height, width, device=device), reset=torch.zeros(batch, dtype=torch.bool, device=device))
     if workers > 1:
         def one_pass(_):
