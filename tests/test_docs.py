@@ -96,3 +96,13 @@ def test_deflicker_targets_are_computed_from_the_rows():
     assert len(got) == 6
     summary = docs_deflicker.summary(section)
     assert (summary["ideal_processed_min"], summary["ideal_original_max"]) == (0.25, 1.0)
+
+
+@pytest.mark.parametrize("name", ["restore", "deflicker"])
+def test_benchmark_model_only_timing_feeds_each_bundled_temporal_model(name):
+    """tools/benchmark.py's model-only pass builds the inputs a model takes (6 channels in and an
+    RGB previous output for the guided deflicker model)."""
+    import benchmark
+
+    fps = benchmark.model_only_fps(ROOT / "vid2vid_lite" / "weights" / f"{name}.safetensors", 32, 32, frames=1)
+    assert fps > 0
