@@ -91,7 +91,8 @@ RECIPES = {
     # no mask regulariser (copying the warped past is what it should do where the flow holds).
     # model.detail_sigma=3: the model corrects only the coarse (flickering) part of P and keeps
     # P's fine detail as it is; without it, warp 10 blurred the output (repeated warps) and lost
-    # 7-15 dB to the stable version on val clips where P barely flickers (docs/TRAINING.md).
+    # 7-15 dB to the stable version on the val clips where P barely flickers
+    # (python tools/results.py --set val --sections deflicker; docs/TRAINING.md: model.detail_sigma).
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
