@@ -86,7 +86,7 @@ def readme_block(section: dict) -> str:
     s = summary(section)
     checks = targets(section)
     return (f"On {s['cases']} processed versions of held-out clips (four per-frame processes no training used), the "
-            f"bundled model cuts the warping error to {s['ratio_min']:.2f}–{s['ratio_max']:.2f}× the processed video's, "
+            f"bundled model brings the warping error to {s['ratio_min']:.2f}–{s['ratio_max']:.2f}× the processed video's, "
             f"at {s['gap_min']:+.2f} to {s['gap_max']:+.2f} dB of PSNR from the ideal stable version; on a process "
             f"without flicker it stays {s['constant_min']:.1f} dB or closer to the input. {sum(ok for *_, ok in checks)} "
             f"of {len(checks)} targets are met; every case: [docs/RESULTS.md](docs/RESULTS.md#deflicker).")
