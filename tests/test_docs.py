@@ -98,10 +98,10 @@ def test_deflicker_targets_are_computed_from_the_rows():
     assert (summary["ideal_processed_min"], summary["ideal_original_max"]) == (0.25, 1.0)
 
 
-@pytest.mark.parametrize("name", ["restore", "deflicker"])
+@pytest.mark.parametrize("name", ["restore", "colorize", "deflicker"])
 def test_benchmark_model_only_timing_feeds_each_bundled_temporal_model(name):
-    """tools/benchmark.py's model-only pass builds the inputs a model takes (6 channels in and an
-    RGB previous output for the guided deflicker model)."""
+    """tools/benchmark.py's model-only pass builds the inputs a model takes and an RGB previous
+    output for each (1 gray input channel for colorize, 6 for the guided deflicker model)."""
     import benchmark
 
     fps = benchmark.model_only_fps(ROOT / "vid2vid_lite" / "weights" / f"{name}.safetensors", 32, 32, frames=1)

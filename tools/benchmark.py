@@ -55,6 +55,7 @@ from vid2vid_lite.engine.precision import PRECISIONS, autocast_for, resolve_prec
 from vid2vid_lite.engine.translator import cpu_workers
 from vid2vid_lite.io import write_video
 from vid2vid_lite.nn import build_generator
+from vid2vid_lite.nn.unet import rgb_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,8 +115,9 @@ def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, dev
         x = x.contiguous(memory_format=torch.channels_last)
     kw = {}
     if model.flow_source != "none":
-        # y_prev is an output (RGB): 3 channels even where the input has more (a guided model)
-        kw = dict(x_prev=x, y_prev=x[:, :3], flow=torch.zeros(batch, 2, height, width, device=device),
+        # y_prev is an output: the RGB a residual output adds to (a gray input repeated, a guided
+        # model's first 3 channels)
+        kw = dict(x_prev=x, y_prev=rgb_of(x), flow=torch.zeros(batch, 2, height, width, device=device),
                   valid=torch.ones(batch, 1, height, width, device=device), reset=torch.zeros(batch, dtype=torch.bool, device=device))
     if workers > 1:
         def one_pass(_):
