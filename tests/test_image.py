@@ -23,3 +23,20 @@ def test_one_frame_a_list_and_out_of_range_values():
     assert torch.equal(image_to_tensor([frame, frame]), torch.ones(2, 3, 4, 6))
     assert np.array_equal(tensor_to_image(torch.tensor([-3.0, 0.0, 3.0]).view(1, 3, 1, 1))[0, 0, 0], [0, 128, 255])
     assert torch.equal(signed_to_unit(torch.tensor([-2.0, 0.0, 1.0])), torch.tensor([0.0, 0.5, 1.0]))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 6])
+def test_any_channel_count_and_strided_frames_match_the_plain_permute(channels):
+    frames = np.random.default_rng(1).integers(0, 256, (2, 6, 9, channels), dtype=np.uint8)
+    expected = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    assert torch.allclose(image_to_tensor(frames), expected)
+    assert torch.allclose(image_to_tensor(list(frames)), expected)
+    strided = frames[:, ::2, ::3]  # a view, not contiguous
+    assert torch.allclose(image_to_tensor(strided), expected[..., ::2, ::3])
+
+
+def test_frames_of_other_shapes_are_refused():
+    with pytest.raises(ValueError, match="one shape"):
+        image_to_tensor([np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6, 1), np.uint8)])
+    with pytest.raises(ValueError, match=r"got shape \(4, 6\)"):
+        image_to_tensor(np.zeros((4, 6), np.uint8))

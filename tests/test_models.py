@@ -476,3 +476,28 @@ def test_detail_sigma_keeps_the_inputs_detail_and_changes_only_its_low_frequenci
     assert rough < 0.1 * noise  # ...but only its low frequencies
     with pytest.raises(ValueError, match="residual"):
         build_generator({"name": "temporal", "detail_sigma": 2.0, "residual": False})
+
+
+def test_body_scale_runs_the_body_at_a_fraction_of_the_size_and_returns_full_size_outputs():
+    """body_scale=2: the body sees box-averaged inputs at half the size (odd sizes too), the
+    flow in the body's pixels; out, image and mask come back at the frame's size, and the output
+    still differs from x[t] only by a smooth correction."""
+    torch.manual_seed(0)
+    config = {"name": "temporal", "in_channels": 6, "ngf": 4, "depth": 3, "residual": True,
+              "use_validity": False, "mask_bias": -3.0, "detail_sigma": 2.0, "body_scale": 2}
+    model = build_generator(config)
+    seen = {}
+    model.body.register_forward_hook(lambda m, args, out: seen.update(shape=tuple(args[0].shape), body_in=args[0]))
+    x = torch.rand(1, 6, 33, 41) * 2 - 1
+    y_prev = torch.rand(1, 3, 33, 41) * 2 - 1
+    flow = torch.full((1, 2, 33, 41), 4.0)
+    result = model(x, y_prev=y_prev, flow=flow)
+    assert seen["shape"][-2:] == (24, 24)  # 17 x 21 padded to the body's multiple (8)
+    assert torch.allclose(seen["body_in"][:, 9:11, 4:12, 4:12], torch.full((1, 2, 8, 8), 4.0 / 2 / 20.0))
+    assert all(t.shape[-2:] == (33, 41) for t in (result.out, result.image, result.mask))
+    diff = result.out - x[:, :3]
+    assert diff.abs().mean() > 0.05
+    rough = (diff[..., 1:] - diff[..., :-1]).abs().mean()
+    assert rough < 0.1 * (y_prev[..., 1:] - y_prev[..., :-1]).abs().mean()
+    with pytest.raises(ValueError, match="body_scale"):
+        build_generator({**config, "detail_sigma": 0.0})

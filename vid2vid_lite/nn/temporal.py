@@ -36,15 +36,17 @@ from .warp import warp
 FLOW_SOURCES = ("dis", "learned", "raft")
 
 
-def low_pass(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def low_pass(x: torch.Tensor, sigma: float, size: tuple[int, int] | None = None) -> torch.Tensor:
     """A smooth low-pass of ``x`` (B, C, H, W) keeping structures larger than about ``2·sigma``
-    pixels: box averages over ``round(2·sigma)``-pixel cells, interpolated back bilinearly (a
-    full-resolution Gaussian blur cost 13-50 ms a 640x360 frame on the CPU; this ~4 ms)."""
+    pixels: box averages over ``round(2·sigma)``-pixel cells, interpolated bilinearly to ``size``
+    (default: ``x``'s own; a full-resolution Gaussian blur cost 13-50 ms a 640x360 frame on the
+    CPU, this ~4 ms)."""
+    size = tuple(size or x.shape[-2:])
     cell = max(1, round(2 * sigma))
-    if cell == 1:
-        return x
-    small = F.avg_pool2d(x, cell, ceil_mode=True)
-    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    small = F.avg_pool2d(x, cell, ceil_mode=True) if cell > 1 else x
+    if tuple(small.shape[-2:]) == size:
+        return small
+    return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
 
 
 class TemporalOutput(NamedTuple):
@@ -110,9 +112,13 @@ class TemporalGenerator(nn.Module):
         mask_bias: initial bias of the mask logit.
         detail_sigma: > 0 (residual models): the output keeps x[t]'s own detail and changes only
             the low frequencies (:func:`low_pass`, structures above ~2·sigma pixels) of the
-            blended result's difference to it: ``x + low_pass(out - x)``.  For ``deflicker``, whose flicker is mostly tone and
-            colour: copying the warped past then cannot blur the picture (repeated bilinear
-            warps lose detail).
+            blended result's difference to it: ``x + low_pass(out - x)``.  For ``deflicker``,
+            whose flicker is mostly tone and colour: copying the warped past then cannot blur
+            the picture (repeated bilinear warps lose detail).
+        body_scale: with ``detail_sigma`` > 0, run the body (and the blend) at 1/``body_scale``
+            of the frame's size, on box-averaged inputs: the low-pass throws the finer output
+            away anyway, and the body costs ``body_scale``² times less.  ``image`` and ``mask``
+            are returned upsampled to the frame's size.
         dis_preset: DIS preset the flow is computed with (``flow=dis``); stored for the engine.
         flow_width, flow_levels: :class:`~vid2vid_lite.nn.flow.LearnedFlow` size (``flow=learned``).
         raft_weights, raft_variant, raft_iters: :class:`~vid2vid_lite.nn.flow.RAFTFlow` settings
@@ -140,6 +146,7 @@ class TemporalGenerator(nn.Module):
         flow_norm: float = 20.0,
         mask_bias: float = 2.0,
         detail_sigma: float = 0.0,
+        body_scale: int = 1,
         dis_preset: str = "fast",
         flow_width: int = 32,
         flow_levels: int = 3,
@@ -171,6 +178,7 @@ class TemporalGenerator(nn.Module):
             "flow_norm": flow_norm,
             "mask_bias": mask_bias,
             "detail_sigma": float(detail_sigma),
+            "body_scale": int(body_scale),
             "dis_preset": dis_preset,
             "flow_width": flow_width,
             "flow_levels": flow_levels,
@@ -188,6 +196,9 @@ class TemporalGenerator(nn.Module):
         if detail_sigma < 0 or (detail_sigma > 0 and not residual):
             raise ValueError("detail_sigma needs a residual model and must be >= 0")
         self.detail_sigma = float(detail_sigma)
+        if body_scale < 1 or (body_scale > 1 and detail_sigma <= 0):
+            raise ValueError("body_scale must be >= 1, and > 1 only with detail_sigma > 0 (its low-pass)")
+        self.body_scale = int(body_scale)
         body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + int(use_validity)
         # The mask is one more output channel of the last layer rather than a head of its own:
         # a separate full-resolution transposed conv cost ~7 ms a 640x360 frame on 2 CPU cores.
@@ -303,18 +314,31 @@ class TemporalGenerator(nn.Module):
                 inputs.append(x.new_zeros(x.shape))
             else:
                 inputs.append(torch.where(cont, x_prev, 0.0) if some_reset else x_prev)
-        inputs += [warped, flow / self.flow_norm, valid] if self.use_validity else [warped, flow / self.flow_norm]
-        padded, pads = pad_to_multiple(torch.cat(inputs, dim=1), self.multiple, self.pad_mode)
+        scale = self.body_scale
+        flow_in = flow / (self.flow_norm * scale)  # in pixels of the body's resolution
+        inputs += [warped, flow_in, valid] if self.use_validity else [warped, flow_in]
+        body_in = torch.cat(inputs, dim=1)
+        if scale > 1:
+            body_in = F.avg_pool2d(body_in, scale, ceil_mode=True)
+        # x[t] and the warped past at the body's resolution: the first channels and the 3 after
+        # x[t] (and x[t-1]) of its input
+        x_body = body_in[:, : self.in_channels]
+        first_warped = self.in_channels * (2 if self.use_prev_input else 1)
+        warped_body = body_in[:, first_warped : first_warped + 3]
+        padded, pads = pad_to_multiple(body_in, self.multiple, self.pad_mode)
         logits = crop_pad(self.body(padded), pads)
-        image = to_image(logits[:, :3], x, self.residual)
+        image = to_image(logits[:, :3], x_body, self.residual)
         mask = torch.sigmoid(logits[:, 3:])
         if some_reset:
             # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
             mask = mask * keep + (1.0 - keep)
-        out = mask * image + (1.0 - mask) * warped  # not torch.lerp: it refuses mixed dtypes (autocast)
+        out = mask * image + (1.0 - mask) * warped_body  # not torch.lerp: it refuses mixed dtypes (autocast)
         if self.detail_sigma > 0:
-            base = rgb_of(x)
-            out = base + low_pass(out - base, self.detail_sigma)
+            base, base_body = rgb_of(x), rgb_of(x_body)
+            out = base + low_pass(out - base_body, self.detail_sigma / scale, size=(h, w))
+        if scale > 1:
+            image = base + F.interpolate(image - base_body, size=(h, w), mode="bilinear", align_corners=False)
+            mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
