@@ -95,10 +95,11 @@ RECIPES = {
     # (python tools/results.py --set val --sections deflicker; docs/TRAINING.md: model.detail_sigma).
     # model.body_scale=2: the body at half size (its finer output went into the low-pass anyway):
     # on val the same 16 of 36 targets as body_scale=1, a warping error as low or lower on every
-    # case (0.63-1.00x the processed video's against 0.66-1.00x), a 2.7x cheaper forward pass at
-    # 640x360 and 1.7x faster training. A finer correction (model.detail_sigma=1 with
-    # body_scale=2) cut the val warping error to 0.32-0.96x but lost the look: 30.9 dB on a
-    # process without flicker (target >= 35) and 13 of 36 targets.
+    # case (0.63-1.00x the processed video's against 0.66-1.00x), faster than the temporal restore
+    # model end to end (docs/BENCHMARKS.md) and 1.7x faster training (training.json). A finer
+    # correction (model.detail_sigma=1 with body_scale=2) cut the val warping error to
+    # 0.32-0.96x but lost the look: 30.9 dB on a process without flicker (target >= 35) and 13
+    # of 36 targets.
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
