@@ -326,7 +326,7 @@ class Task:
         the target (:meth:`make_input`)."""
         if self.name == "deflicker":
             processed, stable = flicker_pair(frames, rng, self.flicker)
-            return np.concatenate([processed, frames], axis=-1), stable
+            return np.stack([self.model_input(p, guide) for p, guide in zip(processed, frames)]), stable
         return self.make_input(frames), frames
 
     def degrade(
