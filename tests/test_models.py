@@ -94,6 +94,39 @@ def test_residual_generator_starts_as_identity():
     assert torch.equal(gray(x1), x1.expand(-1, 3, -1, -1))
 
 
+def test_full_res_path_runs_at_full_size_and_starts_as_identity():
+    g = UNetGenerator(ngf=8, depth=3, residual=True, full_res=2, norm="none")
+    x = images(1, 3, 21, 30)
+    assert torch.equal(g.eval()(x), x)  # residual: the last layer (the tail) starts at zero
+    assert g.body.last is g.body.tail[-1]
+    # The head's features have the (padded) input's full size; pix2pix's first layer halves it.
+    sizes = []
+    g.body.head.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape)))
+    g(x)
+    assert sizes == [(1, 4, 24, 32)]  # ngf // 2 channels
+    with torch.no_grad():  # "trained": the zero last layer would stop every gradient upstream
+        g.body.last.weight.normal_(0, 0.1)
+    g(images(2, 3, 37, 53)).square().mean().backward()
+    assert_all_grads(g)
+    with pytest.raises(ValueError, match="full_res"):
+        UNet(3, 3, 8, 3, full_res=-1)
+
+
+def test_full_res_temporal_model_starts_from_a_framewise_one():
+    framewise = UNetGenerator(ngf=8, depth=3, full_res=1)
+    for p in framewise.parameters():
+        p.data.normal_(0, 0.1)
+    g = TemporalGenerator(ngf=8, depth=3, full_res=1, flow="learned")
+    report = g.init_from_framewise(framewise)
+    # head's first conv (extra inputs) and the tail (extra mask channel) are copied in part
+    assert {"body.head.0.weight", "body.tail.0.weight", "body.tail.0.bias"} <= set(report.partial)
+    assert torch.all(g.state_dict()["body.tail.0.bias"][3] == 2.0)  # the mask's initial bias
+    x = images(1, 3, 21, 30)
+    with torch.no_grad():
+        assert torch.allclose(g.eval()(x).out, framewise.eval()(x), atol=1e-5)
+    assert build_generator(g.config).config == g.config
+
+
 def unet_param_count(cin: int, cout: int, ngf: int, depth: int) -> int:
     """Hand-derived: 4x4 convs with bias; level i has c_i = ngf * min(2**i, 8) channels."""
     c = [ngf * min(2**i, 8) for i in range(depth)]

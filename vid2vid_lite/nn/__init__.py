@@ -15,6 +15,8 @@ keys: a misspelt key is a ``ValueError`` naming the valid ones.  Keys starting w
 ``norm``                  ``instance``, ``group`` or ``none`` [instance]
 ``residual``              output ``clamp(x + tanh(correction))`` (restoration) [False]
 ``pad_mode``              ``reflect``, ``replicate`` or ``zeros`` [reflect]
+``full_res``              full-resolution 3x3 conv layers beside the U-Net (its other layers
+                          work at half size or less) [0]
 ========================  ====================================================================
 
 ``temporal`` only:

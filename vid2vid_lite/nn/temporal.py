@@ -99,7 +99,7 @@ class TemporalGenerator(nn.Module):
     copying has to be learned where it pays (see the copy-collapse pitfall in docs/DESIGN.md).
 
     Args:
-        in_channels, out_channels, ngf, depth, norm, residual, pad_mode: as
+        in_channels, out_channels, ngf, depth, norm, residual, pad_mode, full_res: as
             :class:`~vid2vid_lite.nn.unet.UNetGenerator` (``residual`` adds to x[t]).
         flow: flow source, ``dis``, ``learned`` or ``raft``.
         use_prev_input: also feed the previous source frame x[t-1].
@@ -140,6 +140,7 @@ class TemporalGenerator(nn.Module):
         norm: str = "instance",
         residual: bool = False,
         pad_mode: str = "reflect",
+        full_res: int = 0,
         flow: str = "dis",
         use_prev_input: bool = False,
         use_validity: bool = True,
@@ -172,6 +173,7 @@ class TemporalGenerator(nn.Module):
             "norm": norm,
             "residual": residual,
             "pad_mode": pad_mode,
+            "full_res": int(full_res),
             "flow": flow,
             "use_prev_input": use_prev_input,
             "use_validity": use_validity,
@@ -202,10 +204,10 @@ class TemporalGenerator(nn.Module):
         body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + int(use_validity)
         # The mask is one more output channel of the last layer rather than a head of its own:
         # a separate full-resolution transposed conv cost ~7 ms a 640x360 frame on 2 CPU cores.
-        self.body = UNet(body_in, out_channels + 1, ngf, depth, norm)
+        self.body = UNet(body_in, out_channels + 1, ngf, depth, norm, int(full_res))
         self.multiple = self.body.multiple
         init_weights(self)
-        last = self.body.up[0][-1]
+        last = self.body.last
         nn.init.constant_(last.bias[out_channels:], mask_bias)
         if residual:  # start as the identity on x[t], like the frame-wise residual model
             nn.init.zeros_(last.weight[:, :out_channels])

@@ -8,7 +8,11 @@ Layout, as in pix2pix's ``UnetGenerator`` (``unet_256`` is ``depth=8``):
 - decoder: ``ReLU -> 4x4 stride-2 transposed conv -> norm``, the input of every level being the
   concatenation of the encoder feature at that level (skip) and the level below;
 - output: ``Tanh`` (an image in [-1, 1]) or, with ``residual=True``,
-  ``clamp(input_rgb + tanh(correction), -1, 1)``.
+  ``clamp(input_rgb + tanh(correction), -1, 1)``;
+- optionally (``full_res`` > 0, not in pix2pix) a full-resolution path: ``full_res`` 3x3
+  convolutions of width ``ngf // 2`` on the input, whose features the last layer (then a 3x3
+  conv) sees beside the decoder's.  Every other layer works at half size or less, which cannot reach pixel-level
+  detail such as compression's block edges and ringing.
 
 Any size: the input is padded to a multiple of ``2**depth`` and the output cropped back, so the
 output has the input's size, odd sizes included.
@@ -139,6 +143,9 @@ class UNet(nn.Module):
         ngf: width of the first level; level ``i`` has ``ngf * min(2**i, 8)`` channels.
         depth: number of stride-2 downsamplings (>= 2).
         norm: ``instance``, ``group`` or ``none``.
+        full_res: number of full-resolution 3x3 conv layers (width ``ngf // 2``: at full size
+            every channel is costly) in a path from the input to the last layer; 0 (pix2pix's layout): none, the last layer is the
+            outermost transposed conv.
     """
 
     def __init__(
@@ -148,10 +155,13 @@ class UNet(nn.Module):
         ngf: int = 64,
         depth: int = 7,
         norm: str = "instance",
+        full_res: int = 0,
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError(f"U-Net depth must be >= 2, got {depth}")
+        if full_res < 0:
+            raise ValueError(f"U-Net full_res must be >= 0, got {full_res}")
         if ngf < 1 or in_channels < 1 or out_channels < 1:
             raise ValueError("U-Net ngf, in_channels and out_channels must be positive")
         make_norm(norm, 8)  # validate the name early
@@ -166,15 +176,30 @@ class UNet(nn.Module):
             + [_down(ch[depth - 2], ch[depth - 1], None, act=True)]
         )
         # up[i] undoes down[i]; all but the innermost see the skip concatenation (2x channels).
+        # With a full-resolution path up[0] gives features for the last layer, self.tail.
+        self.full_res = full_res
+        width = max(1, ngf // 2)
+        up0_channels = width if full_res else out_channels
         self.up = nn.ModuleList(
             [
                 nn.Sequential(
-                    nn.ReLU(), nn.ConvTranspose2d(2 * ch[0], out_channels, 4, stride=2, padding=1)
+                    nn.ReLU(), nn.ConvTranspose2d(2 * ch[0], up0_channels, 4, stride=2, padding=1)
                 )
             ]
             + [_up(2 * ch[i], ch[i - 1], norm) for i in range(1, depth - 1)]
             + [_up(ch[depth - 1], ch[depth - 2], norm)]
         )
+        if full_res:
+            head: list[nn.Module] = []
+            for i in range(full_res):
+                head += [nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1), nn.LeakyReLU(0.2)]
+            self.head = nn.Sequential(*head)
+            self.tail = nn.Sequential(nn.Conv2d(2 * width, out_channels, 3, padding=1))
+
+    @property
+    def last(self) -> nn.Module:
+        """The layer that outputs the logits (a residual model zero-initialises it)."""
+        return self.tail[-1] if self.full_res else self.up[0][-1]
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False
@@ -183,8 +208,8 @@ class UNet(nn.Module):
 
         Args:
             x: (B, C_in, H, W), H and W multiples of ``2**depth``.
-            return_features: also return the decoder's last feature map, the input of the output
-                layer: (B, 2 * ngf, H / 2, W / 2).  Heads (e.g. a blend mask) can be built on it.
+            return_features: also return the decoder's last half-size feature map, the input of
+                ``up[0]``: (B, 2 * ngf, H / 2, W / 2).  Heads (e.g. a blend mask) can be built on it.
 
         Returns:
             logits (B, C_out, H, W), or ``(logits, features)``.
@@ -194,6 +219,7 @@ class UNet(nn.Module):
             raise ValueError(
                 f"UNet input {h}x{w} is not a multiple of {self.multiple}; pad it first"
             )
+        full = self.head(x) if self.full_res else None
         skips = []
         for down in self.down:
             x = down(x)
@@ -203,6 +229,8 @@ class UNet(nn.Module):
             x = self.up[i](torch.cat((skips[i], x), dim=1))
         features = torch.cat((skips[0], x), dim=1)
         logits = self.up[0](features)
+        if full is not None:
+            logits = self.tail(torch.cat((full, F.relu(logits)), dim=1))
         return (logits, features) if return_features else logits
 
 
@@ -226,6 +254,7 @@ class UNetGenerator(nn.Module):
             faster for restoration.  The output layer then starts at zero, so the untrained
             network is the identity.
         pad_mode: ``reflect`` (default), ``replicate`` or ``zeros``.
+        full_res: full-resolution 3x3 conv layers beside the U-Net (:class:`UNet`); 0: none.
     """
 
     flow_source = "none"  # the inference engine supplies no flow to a frame-wise model
@@ -240,6 +269,7 @@ class UNetGenerator(nn.Module):
         norm: str = "instance",
         residual: bool = False,
         pad_mode: str = "reflect",
+        full_res: int = 0,
     ) -> None:
         super().__init__()
         if pad_mode not in PAD_MODES:
@@ -255,15 +285,16 @@ class UNetGenerator(nn.Module):
             "norm": norm,
             "residual": residual,
             "pad_mode": pad_mode,
+            "full_res": int(full_res),
         }
         self.residual = residual
         self.pad_mode = pad_mode
-        self.body = UNet(in_channels, out_channels, ngf, depth, norm)
+        self.body = UNet(in_channels, out_channels, ngf, depth, norm, int(full_res))
         self.multiple = self.body.multiple
         init_weights(self)
         if residual:
-            nn.init.zeros_(self.body.up[0][-1].weight)
-            nn.init.zeros_(self.body.up[0][-1].bias)
+            nn.init.zeros_(self.body.last.weight)
+            nn.init.zeros_(self.body.last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, H, W) in [-1, 1] -> (B, out_channels, H, W) in [-1, 1]; any H, W."""
