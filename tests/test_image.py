@@ -40,3 +40,15 @@ def test_frames_of_other_shapes_are_refused():
         image_to_tensor([np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6, 1), np.uint8)])
     with pytest.raises(ValueError, match=r"got shape \(4, 6\)"):
         image_to_tensor(np.zeros((4, 6), np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64, np.int16])
+def test_hwc_to_chw_keeps_the_dtype_and_matches_the_plain_permute(dtype):
+    # float32: flows and validity maps; float64 / int16 take the permuted copy, not cv2.split
+    frames = (np.random.default_rng(2).standard_normal((3, 5, 7, 2)) * 50).astype(dtype)
+    expected = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    cases = [(frames, expected), (list(frames), expected), (frames[:, ::2], expected[..., ::2, :])]
+    for given, want in cases:
+        out = hwc_to_chw(given)
+        assert out.dtype == want.dtype and out.is_contiguous()
+        assert torch.equal(out, want)

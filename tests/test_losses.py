@@ -128,6 +128,11 @@ def test_mask_regularizer():
     assert close(mask_regularizer(mask), 2.25 / 4)  # 1 - m: 0 .5 1 .75
     valid = torch.tensor([[1.0, 1.0], [0.0, 0.0]]).view(1, 1, 2, 2)
     assert close(mask_regularizer(mask, valid), 2.25 / 4 + 1.75 / 4)  # copying occluded: 1 + .75
+    # a mask at half the size (model.body_scale=2) meets the validity area-averaged to its size
+    fine_valid = valid.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    assert close(mask_regularizer(mask, fine_valid), 2.25 / 4 + 1.75 / 4)
+    with pytest.raises(ValueError, match="differ"):
+        mask_regularizer(mask, torch.ones(2, 1, 4, 4))
 
 
 def test_validity_loss():

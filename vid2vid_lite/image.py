@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import torch
 
+CV_DTYPES = (np.uint8, np.float32)  # what hwc_to_chw hands to cv2.split
+
 
 def to_float(images: torch.Tensor, signed: bool = True) -> torch.Tensor:
     """uint8 tensor (any shape) -> float32 of the same shape in ``[-1, 1]`` (``signed``) or
@@ -52,11 +54,7 @@ def image_to_tensor(
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         shown = sorted(shapes) if shapes else "no frames"
         raise ValueError(f"expected (H, W, C) or (B, H, W, C) frames of one shape, got {shown}")
-    h, w, c = next(iter(shapes))
-    # Planes split by OpenCV and scaled in the (B, C, H, W) layout: 1.5x faster than scaling
-    # (B, H, W, C) and permuting for 3 channels, 4x for the 6 of a guided input (640x360).
-    planes = np.stack([plane for frame in frames for plane in cv2.split(frame)])
-    batch = torch.from_numpy(planes).view(len(frames), c, h, w)
+    batch = hwc_to_chw(frames)
     device = torch.device(device) if device is not None else batch.device
     if device.type == "cuda":
         batch = batch.pin_memory().to(device, non_blocking=True)
@@ -91,6 +89,13 @@ def processing_size(height: int, width: int, short: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def hwc_to_chw(frames: np.ndarray) -> torch.Tensor:
-    """``(T, H, W, C)`` array (any dtype) -> contiguous ``(T, C, H, W)`` tensor of that dtype."""
+def hwc_to_chw(frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+    """``(T, H, W, C)`` array or a non-empty list of ``(H, W, C)`` ones, any dtype -> contiguous
+    ``(T, C, H, W)`` tensor of that dtype."""
+    h, w, c = np.shape(frames[0])
+    if np.asarray(frames[0]).dtype in CV_DTYPES:
+        # Planes split by OpenCV straight into the (T, C, H, W) layout: for a 640x360 frame
+        # 1.5x faster than a permuted copy with 3 channels, 4x with the 6 of a guided input.
+        planes = np.stack([plane for frame in frames for plane in cv2.split(frame)])
+        return torch.from_numpy(planes).view(len(frames), c, h, w)
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()

@@ -202,14 +202,18 @@ def mask_regularizer(mask: torch.Tensor, valid: torch.Tensor | None = None) -> t
     The blend mask m (B, 1, H, W) is 1 where the generator takes its new image.  Left alone
     with a warp loss, m collapses towards 0 (copy everything) and quality drifts away
     (docs/DESIGN.md).  The first term is a sparsity prior on copying: the model copies only where
-    that wins more than the weight costs.  With ``valid``, copying occluded pixels (where the
-    warped past is wrong by construction) is penalised once more.
+    that wins more than the weight costs.  With ``valid`` (B, 1, H, W), copying occluded pixels
+    (where the warped past is wrong by construction) is penalised once more; a mask of a smaller
+    size (a body that runs at reduced size, ``model.body_scale``) is compared with ``valid``
+    area-averaged to its size.
     """
     copy = 1.0 - mask
     loss = copy.mean()
     if valid is not None:
-        if valid.shape != mask.shape:
+        if valid.shape[:2] != mask.shape[:2] or valid.dim() != 4:
             raise ValueError(f"valid {tuple(valid.shape)} and mask {tuple(mask.shape)} differ")
+        if valid.shape != mask.shape:
+            valid = F.adaptive_avg_pool2d(valid, mask.shape[-2:])
         loss = loss + (copy * (1.0 - valid)).mean()
     return loss
 

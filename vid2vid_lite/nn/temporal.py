@@ -53,8 +53,8 @@ class TemporalOutput(NamedTuple):
     """What :class:`TemporalGenerator` returns; all (B, ., H, W).
 
     out: the blended frame y[t] (B, 3, H, W) in [-1, 1]; feed it back as ``y_prev``.
-    image: the newly generated image h[t] (B, 3, H, W).
-    mask: the blend mask m[t] (B, 1, H, W) in [0, 1]; 1 = take h, 0 = copy the warped past.
+    image: the newly generated image h[t] (B, 3, H', W'), at the body's size (``body_scale``).
+    mask: the blend mask m[t] (B, 1, H', W') in [0, 1]; 1 = take h, 0 = copy the warped past.
     warped: y[t-1] warped to t (B, 3, H, W); zeros at a reset.
     flow: the backward flow t -> t-1 used (B, 2, H, W) in pixels; zeros at a reset.
     valid: the validity map used (B, 1, H, W); zeros at a reset.
@@ -118,7 +118,8 @@ class TemporalGenerator(nn.Module):
         body_scale: with ``detail_sigma`` > 0, run the body (and the blend) at 1/``body_scale``
             of the frame's size, on box-averaged inputs: the low-pass throws the finer output
             away anyway, and the body costs ``body_scale``² times less.  ``image`` and ``mask``
-            are returned upsampled to the frame's size.
+            are returned at the body's size (``ceil(H / body_scale)``): inference reads only
+            ``out``, so upsampling them would be wasted work.
         dis_preset: DIS preset the flow is computed with (``flow=dis``); stored for the engine.
         flow_width, flow_levels: :class:`~vid2vid_lite.nn.flow.LearnedFlow` size (``flow=learned``).
         raft_weights, raft_variant, raft_iters: :class:`~vid2vid_lite.nn.flow.RAFTFlow` settings
@@ -338,9 +339,6 @@ class TemporalGenerator(nn.Module):
         if self.detail_sigma > 0:
             base, base_body = rgb_of(x), rgb_of(x_body)
             out = base + low_pass(out - base_body, self.detail_sigma / scale, size=(h, w))
-        if scale > 1:
-            image = base + F.interpolate(image - base_body, size=(h, w), mode="bilinear", align_corners=False)
-            mask = F.interpolate(mask, size=(h, w), mode="bilinear", align_corners=False)
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
