@@ -96,6 +96,9 @@ def test_deflicker_targets_are_computed_from_the_rows():
     assert len(got) == 6
     summary = docs_deflicker.summary(section)
     assert (summary["ideal_processed_min"], summary["ideal_original_max"]) == (0.25, 1.0)
+    # the ewarp targets scored for the ideal output too, on the cases that have one
+    section["clip"]["worse"] = case(30.0, 3e-3, stable_psnr=30.0)
+    assert docs_deflicker.ewarp_targets_met(section) == {"cases": 4, "ideal": 4, "model": 2}
 
 
 @pytest.mark.parametrize("name", ["restore", "colorize", "deflicker"])
