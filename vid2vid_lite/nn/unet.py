@@ -11,8 +11,8 @@ Layout, as in pix2pix's ``UnetGenerator`` (``unet_256`` is ``depth=8``):
   ``clamp(input_rgb + tanh(correction), -1, 1)``;
 - optionally (``full_res`` > 0, not in pix2pix) a full-resolution path: ``full_res`` 3x3
   convolutions of width ``ngf // 2`` on the input, whose features the last layer (then a 3x3
-  conv) sees beside the decoder's.  Every other layer works at half size or less, which cannot reach pixel-level
-  detail such as compression's block edges and ringing.
+  conv) sees beside the decoder's.  Every other layer works at half size or less, which cannot
+  reach pixel-level detail such as compression's block edges and ringing.
 
 Any size: the input is padded to a multiple of ``2**depth`` and the output cropped back, so the
 output has the input's size, odd sizes included.
@@ -144,8 +144,8 @@ class UNet(nn.Module):
         depth: number of stride-2 downsamplings (>= 2).
         norm: ``instance``, ``group`` or ``none``.
         full_res: number of full-resolution 3x3 conv layers (width ``ngf // 2``: at full size
-            every channel is costly) in a path from the input to the last layer; 0 (pix2pix's layout): none, the last layer is the
-            outermost transposed conv.
+            every channel is costly) in a path from the input to the last layer; 0 (pix2pix's
+            layout): none, the last layer is the outermost transposed conv.
     """
 
     def __init__(
