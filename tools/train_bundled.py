@@ -100,6 +100,9 @@ RECIPES = {
     # correction (model.detail_sigma=1 with body_scale=2) cut the val warping error to
     # 0.32-0.96x but lost the look: 30.9 dB on a process without flicker (target >= 35) and 13
     # of 36 targets; detail_sigma=2 sat between (0.52-1.00x, 35.8 dB, 14 of 36 targets).
+    # detail_sigma=1 with more clips without flicker (data.deflicker.constant=0.35, not 0.15)
+    # did not keep the look either (31.2 dB, 13 of 36): constant-strength stylization is itself
+    # unstable (its warping error is several times the original's), so the warp losses change it.
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
