@@ -511,10 +511,11 @@ def test_detail_sigma_keeps_the_inputs_detail_and_changes_only_its_low_frequenci
         build_generator({"name": "temporal", "detail_sigma": 2.0, "residual": False})
 
 
-def test_body_scale_runs_the_body_at_a_fraction_of_the_size_and_returns_full_size_outputs():
+def test_body_scale_runs_the_body_at_a_fraction_of_the_size_and_returns_a_full_size_output():
     """body_scale=2: the body sees box-averaged inputs at half the size (odd sizes too), the
     flow in the body's pixels; out comes back at the frame's size (image and mask stay at the
-    body's: inference does not read them), and the output still differs from x[t] only by a smooth correction."""
+    body's: inference does not read them), and it still differs from x[t] only by a smooth
+    correction."""
     torch.manual_seed(0)
     config = {"name": "temporal", "in_channels": 6, "ngf": 4, "depth": 3, "residual": True,
               "use_validity": False, "mask_bias": -3.0, "detail_sigma": 2.0, "body_scale": 2}
