@@ -98,7 +98,7 @@ def test_full_res_path_runs_at_full_size_and_starts_as_identity():
     g = UNetGenerator(ngf=8, depth=3, residual=True, full_res=2, norm="none")
     x = images(1, 3, 21, 30)
     assert torch.equal(g.eval()(x), x)  # residual: the last layer (the tail) starts at zero
-    assert g.body.last is g.body.tail[-1]
+    assert g.body.last is g.body.tail
     # The head's features have the (padded) input's full size; pix2pix's first layer halves it.
     sizes = []
     g.body.head.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape)))
@@ -119,8 +119,8 @@ def test_full_res_temporal_model_starts_from_a_framewise_one():
     g = TemporalGenerator(ngf=8, depth=3, full_res=1, flow="learned")
     report = g.init_from_framewise(framewise)
     # head's first conv (extra inputs) and the tail (extra mask channel) are copied in part
-    assert {"body.head.0.weight", "body.tail.0.weight", "body.tail.0.bias"} <= set(report.partial)
-    assert torch.all(g.state_dict()["body.tail.0.bias"][3] == 2.0)  # the mask's initial bias
+    assert {"body.head.0.weight", "body.tail.weight", "body.tail.bias"} <= set(report.partial)
+    assert torch.all(g.state_dict()["body.tail.bias"][3] == 2.0)  # the mask's initial bias
     x = images(1, 3, 21, 30)
     with torch.no_grad():
         assert torch.allclose(g.eval()(x).out, framewise.eval()(x), atol=1e-5)

@@ -50,7 +50,7 @@ def low_pass(x: torch.Tensor, sigma: float, size: tuple[int, int] | None = None)
 
 
 class TemporalOutput(NamedTuple):
-    """What :class:`TemporalGenerator` returns; all (B, ., H, W).
+    """What :class:`TemporalGenerator` returns; all (B, ., H, W) but ``image`` and ``mask``.
 
     out: the blended frame y[t] (B, 3, H, W) in [-1, 1]; feed it back as ``y_prev``.
     image: the newly generated image h[t] (B, 3, H', W'), at the body's size (``body_scale``).

@@ -194,12 +194,12 @@ class UNet(nn.Module):
             for i in range(full_res):
                 head += [nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1), nn.LeakyReLU(0.2)]
             self.head = nn.Sequential(*head)
-            self.tail = nn.Sequential(nn.Conv2d(2 * width, out_channels, 3, padding=1))
+            self.tail = nn.Conv2d(2 * width, out_channels, 3, padding=1)
 
     @property
     def last(self) -> nn.Module:
         """The layer that outputs the logits (a residual model zero-initialises it)."""
-        return self.tail[-1] if self.full_res else self.up[0][-1]
+        return self.tail if self.full_res else self.up[0][-1]
 
     def forward(
         self, x: torch.Tensor, return_features: bool = False
