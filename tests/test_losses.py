@@ -191,3 +191,35 @@ def test_long_term_loss_follows_chained_flows_to_the_first_frame():
     assert long_term_loss(frames, torch.zeros_like(flows), valid) > 0.02
     with pytest.raises(ValueError, match="at least 3"):
         long_term_loss(frames[:, :2], flows[:, :2], valid[:, :2])
+
+
+def _video_gan(*overrides: str):
+    """The training's VideoGAN for a tiny temporal deflicker model and ``overrides``."""
+    from hydra import compose, initialize_config_module
+
+    from vid2vid_lite.engine.config import training_precision
+    from vid2vid_lite.engine.gan import VideoGAN
+    from vid2vid_lite.datasets.tasks import get_task
+
+    with initialize_config_module("vid2vid_lite.conf", version_base=None):
+        cfg = compose("train", overrides=["experiment=smoke", "model=temporal", "data.task=deflicker",
+                                          "loss.warp=1", "loss.long=1", *overrides])
+    return VideoGAN(cfg, get_task("deflicker"), training_precision("fp32", torch.device("cpu")))
+
+
+def test_relative_warp_terms_penalise_only_change_beyond_the_targets_own():
+    """loss.warp_relative: an output equal to a flickering target costs nothing in the warp and
+    long-term terms (they cost without it); a steady output beside it costs the target's flicker."""
+    torch.manual_seed(0)
+    b, t = 1, 4
+    flicker = 0.2 * torch.arange(t, dtype=torch.float32).view(1, t, 1, 1, 1)
+    target = 0.5 * torch.rand(b, 1, 3, 8, 8) - 0.5 + flicker  # a still scene whose tone changes
+    batch = {"y": target, "flow": torch.zeros(b, t, 2, 8, 8), "valid": torch.ones(b, t, 1, 8, 8)}
+    plain, relative = _video_gan(), _video_gan("loss.warp_relative=true")
+    gen = {"out": target.clone(), "mask": None}
+    assert close(relative._pair_losses(batch, gen)["warp"], 0.0)
+    assert close(relative._pair_losses(batch, gen)["long"], 0.0)
+    assert close(plain._pair_losses(batch, gen)["warp"], 0.2)  # its tone changes by 0.2 a frame
+    steady = {"out": target[:, :1].expand(b, t, 3, 8, 8).clone(), "mask": None}
+    assert close(plain._pair_losses(batch, steady)["warp"], 0.0)
+    assert relative._pair_losses(batch, steady)["warp"].item() > 0.1

@@ -125,6 +125,9 @@ class VideoGAN:
         self.precision = precision
         g_cfg, d_cfg, dt_cfg, self.init_from = model_configs(cfg.model, task)
         self.loss_w = {k: float(cfg.loss.get(k, 0.0) or 0.0) for k in LOSS_TERMS}
+        # The warp terms on the error y - target instead of y: the output's temporal change must
+        # match the target's, not be zero (deflicker: a look that is itself unstable is kept).
+        self.warp_relative = bool(cfg.loss.get("warp_relative", False))
         try:
             self.G = build_generator(g_cfg)
             self.D = build_discriminator(d_cfg)
@@ -309,12 +312,15 @@ class VideoGAN:
         """The terms on consecutive frames: warp, long-term, mask regulariser, learned flow."""
         w, fake, later = self.loss_w, gen["out"], slice(1, None)
         losses: dict[str, torch.Tensor] = {}
+        # warp(y - T) = warp(y) - warp(T): penalising the error's change penalises only the
+        # output's temporal change beyond the target's own
+        seq = fake.float() - b["y"] if self.warp_relative else fake.float()
         if w["warp"] and "flow" in b:
             losses["warp"] = warp_loss(
-                _flat(fake[:, later]).float(), _flat(fake[:, :-1]).float(), _flat(b["flow"][:, later]), _flat(b["valid"][:, later])
+                _flat(seq[:, later]), _flat(seq[:, :-1]), _flat(b["flow"][:, later]), _flat(b["valid"][:, later])
             )
         if w["long"] and "flow" in b and fake.shape[1] >= 3:
-            losses["long"] = long_term_loss(fake.float(), b["flow"], b["valid"])
+            losses["long"] = long_term_loss(seq, b["flow"], b["valid"])
         if w["mask"] and gen["mask"] is not None:
             losses["mask"] = mask_regularizer(_flat(gen["mask"][:, later]).float(), _flat(gen["valid"][:, later]).float())
         if w["flow"] and self.temporal and self.G.flow_source == "learned":
