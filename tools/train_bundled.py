@@ -89,25 +89,31 @@ RECIPES = {
     # deflicker: L1 to the stable version of the processed clip (datasets/processes.py), with
     # the short-term warp and Lai et al.'s long-term loss on the original video's flow; no GAN,
     # no mask regulariser (copying the warped past is what it should do where the flow holds).
-    # model.detail_sigma=3: the model corrects only the coarse (flickering) part of P and keeps
-    # P's fine detail as it is; without it, warp 10 blurred the output (repeated warps) and lost
-    # 7-15 dB to the stable version on the val clips where P barely flickers
-    # (python tools/results.py --set val --sections deflicker; docs/TRAINING.md: model.detail_sigma).
-    # model.body_scale=2: the body at half size (its finer output went into the low-pass anyway):
-    # on val the same 16 of 36 targets as body_scale=1, a warping error as low or lower on every
-    # case (0.63-1.00x the processed video's against 0.66-1.00x), faster than the temporal restore
-    # model end to end (docs/BENCHMARKS.md) and 1.7x faster training (training.json). A finer
-    # correction (model.detail_sigma=1 with body_scale=2) cut the val warping error to
-    # 0.32-0.96x but lost the look: 30.9 dB on a process without flicker (target >= 35) and 13
-    # of 36 targets; detail_sigma=2 sat between (0.52-1.00x, 35.8 dB, 14 of 36 targets).
-    # detail_sigma=1 with more clips without flicker (data.deflicker.constant=0.35, not 0.15)
-    # did not keep the look either (31.2 dB, 13 of 36): constant-strength stylization is itself
-    # unstable (its warping error is several times the original's), so the warp losses change it.
+    # Chosen on the val clips (python tools/results.py --set val --sections deflicker; targets
+    # met of 36):
+    # - model.detail_sigma: the output is P plus a low-passed correction, so P's detail finer
+    #   than ~2 sigma pixels passes through; without it, warp 10 blurred the output (repeated
+    #   warps) and lost 7-15 dB to the stable version where P barely flickers.
+    # - model.body_scale=2: the body at half size (its finer output went into the low-pass
+    #   anyway): the same targets as body_scale=1 at detail_sigma=3, faster than the temporal
+    #   restore model end to end (docs/BENCHMARKS.md), 1.7x faster training.
+    # - loss.warp_relative=true: the warp terms on y - stable version. With the plain warp loss
+    #   a fine correction (detail_sigma=1) stabilised stylization (0.32-0.58x the processed
+    #   video's warping error) but smoothed away the look of processes that are unsteady by
+    #   themselves (30.9 dB on stylization without flicker, target >= 35; 13 targets), and
+    #   detail_sigma=3 kept the look but left 0.63-0.83x (16 targets; detail_sigma=2: 14).
+    #   The plain loss asks for zero change frame to frame, which the stable versions of the
+    #   training processes (CLAHE, detail, JPEG) do not have; the relative one asks for the
+    #   target's own change. detail_sigma=1 with it: 0.36-0.56x, 33.4 dB, 15 targets.
+    # - data.deflicker.constant=0.35 (clips without flicker; 0.15 before): with the relative
+    #   loss these teach "leave P alone" without a warp term pulling the other way (with the
+    #   plain loss, 0.35 did not help: 31.2 dB, 13 targets): 0.38-0.65x, >= 40.9 dB, 17 targets.
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
          "optim.generator.lr=5e-4", "optim.generator.betas=[0.9,0.999]"),
-        ("model.use_validity=false", "model.detail_sigma=3", "loss.warp=100", "loss.long=30", "loss.mask=0",
+        ("model.use_validity=false", "model.detail_sigma=1", "loss.warp=100", "loss.long=30", "loss.mask=0",
+         "loss.warp_relative=true", "data.deflicker.constant=0.35",
          "data.clip_len=6", "train.batch_size=4", "model.body_scale=2"),
     ),
 }
