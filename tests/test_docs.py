@@ -109,3 +109,26 @@ def test_benchmark_model_only_timing_feeds_each_bundled_temporal_model(name):
 
     fps = benchmark.model_only_fps(ROOT / "vid2vid_lite" / "weights" / f"{name}.safetensors", 32, 32, frames=1)
     assert fps > 0
+
+
+#: Settings of the bundled recipes that depend on the machine or only on logging, not the model.
+MACHINE_KEYS = {"data": ("train", "num_workers"), "train": ("val_every", "image_every", "log_every", "progress")}
+
+
+def test_experiment_deflicker_is_the_bundled_deflicker_recipe():
+    """`experiment=deflicker` (what TRAINING.md tells users to train with) composes to the same
+    model, data, loss, optimiser and schedule as tools/train_bundled.py's deflicker recipe."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+    from train_bundled import temporal_args
+
+    with initialize_config_module("vid2vid_lite.conf", version_base=None):
+        preset = compose("train", overrides=["experiment=deflicker", "data.train=videos"])
+        recipe = compose("train", overrides=temporal_args(Path("videos"), "deflicker", Path("unused")))
+    preset, recipe = (OmegaConf.to_container(c, resolve=True) for c in (preset, recipe))
+    for cfg in (preset, recipe):
+        for group, keys in MACHINE_KEYS.items():
+            for key in keys:
+                cfg[group].pop(key)
+    for group in ("model", "data", "loss", "optim", "train"):
+        assert preset[group] == recipe[group], group
