@@ -108,6 +108,8 @@ RECIPES = {
     # - data.deflicker.constant=0.35 (clips without flicker; 0.15 before): with the relative
     #   loss these teach "leave P alone" without a warp term pulling the other way (with the
     #   plain loss, 0.35 did not help: 31.2 dB, 13 targets): 0.38-0.65x, >= 40.9 dB, 17 targets.
+    # - loss.warp=300 loss.long=90 on top (3x): also 17 targets (0.37-0.69x, >= 44.1 dB; it
+    #   gains one equalisation PSNR target and loses one white-balance one): a tie, not taken.
     "deflicker": Recipe(
         "restore-set", 0, 6000,
         ("loss.gan=0", "loss.fm=0", "loss.temporal_gan=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
