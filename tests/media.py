@@ -1,4 +1,5 @@
-"""Real media files for the tests, made with PyAV (no fixtures checked in)."""
+"""Real media files for the tests, made with PyAV (no fixtures checked in), and the other
+shared test helpers (tiny checkpoints, the training config)."""
 
 from __future__ import annotations
 
@@ -170,3 +171,11 @@ def tiny_checkpoints(folder: Path, **temporal) -> dict[str, Path]:
         model = build_generator({"name": name, "ngf": 8, "depth": 3, "residual": True, **extra})
         out[name] = save_generator(folder / f"{name}.safetensors", model, {"generator": model.config, "task": "restore"})
     return out
+
+
+def train_config(*overrides: str):
+    """The config ``python -m vid2vid_lite.train`` composes from these overrides (a DictConfig)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("vid2vid_lite.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from media import moving_pattern
+from media import moving_pattern, train_config
 
 import vid2vid_lite
 from vid2vid_lite import run
@@ -27,9 +27,7 @@ def tiny_generator(in_channels: int = 1):
 
 def train_task(*overrides: str) -> Task:
     """The task ``python -m vid2vid_lite.train`` builds from these overrides."""
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data.train=unused", *overrides])
-    return build_task(cfg.data)
+    return build_task(train_config("data.train=unused", *overrides).data)
 
 
 def save(path: Path, model, task: Task | None = None, name: str | None = None) -> Path:

@@ -118,13 +118,12 @@ MACHINE_KEYS = {"data": ("train", "num_workers"), "train": ("val_every", "image_
 def test_experiment_deflicker_is_the_bundled_deflicker_recipe():
     """`experiment=deflicker` (what TRAINING.md tells users to train with) composes to the same
     model, data, loss, optimiser and schedule as tools/train_bundled.py's deflicker recipe."""
-    from hydra import compose, initialize_config_module
+    from media import train_config
     from omegaconf import OmegaConf
     from train_bundled import temporal_args
 
-    with initialize_config_module("vid2vid_lite.conf", version_base=None):
-        preset = compose("train", overrides=["experiment=deflicker", "data.train=videos"])
-        recipe = compose("train", overrides=temporal_args(Path("videos"), "deflicker", Path("unused")))
+    preset = train_config("experiment=deflicker", "data.train=videos")
+    recipe = train_config(*temporal_args(Path("videos"), "deflicker", Path("unused")))
     preset, recipe = (OmegaConf.to_container(c, resolve=True) for c in (preset, recipe))
     for cfg in (preset, recipe):
         for group, keys in MACHINE_KEYS.items():

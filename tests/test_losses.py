@@ -195,15 +195,14 @@ def test_long_term_loss_follows_chained_flows_to_the_first_frame():
 
 def _video_gan(*overrides: str):
     """The training's VideoGAN for a tiny temporal deflicker model and ``overrides``."""
-    from hydra import compose, initialize_config_module
+    from media import train_config
 
+    from vid2vid_lite.datasets.tasks import get_task
     from vid2vid_lite.engine.config import training_precision
     from vid2vid_lite.engine.gan import VideoGAN
-    from vid2vid_lite.datasets.tasks import get_task
 
-    with initialize_config_module("vid2vid_lite.conf", version_base=None):
-        cfg = compose("train", overrides=["experiment=smoke", "model=temporal", "data.task=deflicker",
-                                          "loss.warp=1", "loss.long=1", *overrides])
+    cfg = train_config("experiment=smoke", "model=temporal", "data.task=deflicker", "loss.warp=1", "loss.long=1",
+                       *overrides)
     return VideoGAN(cfg, get_task("deflicker"), training_precision("fp32", torch.device("cpu")))
 
 
