@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pytest
@@ -509,6 +510,34 @@ def test_detail_sigma_keeps_the_inputs_detail_and_changes_only_its_low_frequenci
     assert rough < 0.1 * noise  # ...but only its low frequencies
     with pytest.raises(ValueError, match="residual"):
         build_generator({"name": "temporal", "detail_sigma": 2.0, "residual": False})
+
+
+def test_blend_full_res_copies_the_warped_past_with_its_detail():
+    """blend_full_res: only the new frame's correction is low-passed; where the mask copies the
+    past (mask ~0), its fine detail comes too (which the plain detail_sigma mode cannot give),
+    and where the mask generates (mask ~1) the output is x plus a smooth correction."""
+    torch.manual_seed(0)
+    config = {"name": "temporal", "in_channels": 6, "ngf": 4, "depth": 3, "residual": True, "use_validity": False,
+              "detail_sigma": 1.0, "body_scale": 2, "blend_full_res": True}
+    x = torch.rand(1, 6, 33, 41) * 2 - 1
+    y_prev = torch.rand(1, 3, 33, 41) * 2 - 1
+    zero = torch.zeros(1, 2, 33, 41)
+    copy = build_generator({**config, "mask_bias": -12.0})
+    assert copy.config["blend_full_res"] is True
+    assert torch.allclose(copy(x, y_prev=y_prev, flow=zero).out, y_prev, atol=1e-4)
+    # the plain mode with the same weights: only the past's low frequencies come through
+    plain = build_generator({**config, "mask_bias": -12.0, "blend_full_res": False})
+    plain.load_state_dict(copy.state_dict())
+    diff = plain(x, y_prev=y_prev, flow=zero).out - x[:, :3]
+    assert (diff[..., 1:] - diff[..., :-1]).abs().mean() < 0.5 * (y_prev[..., 1:] - y_prev[..., :-1]).abs().mean()
+    fresh = build_generator({**config, "mask_bias": 12.0})
+    with torch.no_grad():
+        fresh.body.last.bias[:3] = 0.3  # a flat correction of tanh(0.3) (x kept off the clamp)
+    x = x * 0.5
+    out = fresh(x, y_prev=y_prev, flow=zero).out
+    assert torch.allclose(out, x[:, :3] + math.tanh(0.3), atol=1e-4)
+    with pytest.raises(ValueError, match="blend_full_res"):
+        build_generator({**config, "detail_sigma": 0.0, "body_scale": 1})
 
 
 def test_body_scale_runs_the_body_at_a_fraction_of_the_size_and_returns_a_full_size_output():

@@ -120,6 +120,12 @@ class TemporalGenerator(nn.Module):
             away anyway, and the body costs ``body_scale``² times less.  ``image`` and ``mask``
             are returned at the body's size (``ceil(H / body_scale)``): inference reads only
             ``out``, so upsampling them would be wasted work.
+        blend_full_res: with ``detail_sigma`` > 0, blend at the frame's size:
+            ``m · (x + low_pass(h - x)) + (1 - m) · warped``, the mask upsampled.  Only the new
+            frame's correction is low-passed, so where the mask copies the past its detail comes
+            too, and flicker finer than the low-pass (a stylization filter's edges and texture)
+            can be held still.  Without it the blended result's difference to x is low-passed
+            as a whole, and x's fine detail passes through unchanged.
         dis_preset: DIS preset the flow is computed with (``flow=dis``); stored for the engine.
         flow_width, flow_levels: :class:`~vid2vid_lite.nn.flow.LearnedFlow` size (``flow=learned``).
         raft_weights, raft_variant, raft_iters: :class:`~vid2vid_lite.nn.flow.RAFTFlow` settings
@@ -149,6 +155,7 @@ class TemporalGenerator(nn.Module):
         mask_bias: float = 2.0,
         detail_sigma: float = 0.0,
         body_scale: int = 1,
+        blend_full_res: bool = False,
         dis_preset: str = "fast",
         flow_width: int = 32,
         flow_levels: int = 3,
@@ -182,6 +189,7 @@ class TemporalGenerator(nn.Module):
             "mask_bias": mask_bias,
             "detail_sigma": float(detail_sigma),
             "body_scale": int(body_scale),
+            "blend_full_res": bool(blend_full_res),
             "dis_preset": dis_preset,
             "flow_width": flow_width,
             "flow_levels": flow_levels,
@@ -202,6 +210,9 @@ class TemporalGenerator(nn.Module):
         if body_scale < 1 or (body_scale > 1 and detail_sigma <= 0):
             raise ValueError("body_scale must be >= 1, and > 1 only with detail_sigma > 0 (its low-pass)")
         self.body_scale = int(body_scale)
+        if blend_full_res and detail_sigma <= 0:
+            raise ValueError("blend_full_res needs detail_sigma > 0 (without the low-pass the blend is at full size anyway)")
+        self.blend_full_res = bool(blend_full_res)
         body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + int(use_validity)
         # The mask is one more output channel of the last layer rather than a head of its own:
         # a separate full-resolution transposed conv cost ~7 ms a 640x360 frame on 2 CPU cores.
@@ -335,10 +346,17 @@ class TemporalGenerator(nn.Module):
         if some_reset:
             # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
             mask = mask * keep + (1.0 - keep)
-        out = mask * image + (1.0 - mask) * warped_body  # not torch.lerp: it refuses mixed dtypes (autocast)
-        if self.detail_sigma > 0:
-            base, base_body = rgb_of(x), rgb_of(x_body)
-            out = base + low_pass(out - base_body, self.detail_sigma / scale, size=(h, w))
+        # not torch.lerp below: it refuses mixed dtypes (autocast)
+        if self.detail_sigma <= 0:
+            out = mask * image + (1.0 - mask) * warped_body
+        elif self.blend_full_res:
+            sigma = self.detail_sigma / scale
+            fresh = rgb_of(x) + low_pass(image - rgb_of(x_body), sigma, size=(h, w))
+            m = low_pass(mask, sigma, size=(h, w))
+            out = m * fresh + (1.0 - m) * warped
+        else:
+            blended = mask * image + (1.0 - mask) * warped_body
+            out = rgb_of(x) + low_pass(blended - rgb_of(x_body), self.detail_sigma / scale, size=(h, w))
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
