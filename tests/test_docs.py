@@ -117,7 +117,9 @@ MACHINE_KEYS = {"data": ("train", "num_workers"), "train": ("val_every", "image_
 
 def test_experiment_deflicker_is_the_bundled_deflicker_recipe():
     """`experiment=deflicker` (what TRAINING.md tells users to train with) composes to the same
-    model, data, loss, optimiser and schedule as tools/train_bundled.py's deflicker recipe."""
+    model, data, loss, optimiser and schedule as tools/train_bundled.py's deflicker recipe: the
+    recipe names the preset, and the settings it adds around it (the shared architecture and
+    schedule of every bundled model) must not change it."""
     from media import train_config
     from omegaconf import OmegaConf
     from train_bundled import temporal_args
