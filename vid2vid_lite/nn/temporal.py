@@ -211,7 +211,7 @@ class TemporalGenerator(nn.Module):
             raise ValueError("body_scale must be >= 1, and > 1 only with detail_sigma > 0 (its low-pass)")
         self.body_scale = int(body_scale)
         if blend_full_res and detail_sigma <= 0:
-            raise ValueError("blend_full_res needs detail_sigma > 0 (without the low-pass the blend is at full size anyway)")
+            raise ValueError("blend_full_res needs detail_sigma > 0 (without it the blend is at full size anyway)")
         self.blend_full_res = bool(blend_full_res)
         body_in = in_channels * (2 if use_prev_input else 1) + out_channels + 2 + int(use_validity)
         # The mask is one more output channel of the last layer rather than a head of its own:
