@@ -115,6 +115,9 @@ RECIPES = {
     #   targets, none lost, and a lower warping error on 10 of the 12 flickering val cases
     #   (stylization 0.29-0.60x, was 0.38-0.65x; the colorize model 0.83-0.97x, was
     #   0.95-0.99x); >= 40.7 dB without flicker: taken.
+    # - with it, loss.warp=300 loss.long=90: 15 targets. It stabilises much harder (stylization
+    #   0.11-0.32x) but leaves the look (white balance -11.7 dB and stylization -1.8 dB from the
+    #   stable version on move_Path; 35.1 dB without flicker): not taken.
     # The recipe itself is the Hydra preset vid2vid_lite/conf/experiment/deflicker.yaml (what
     # users train with), so that the two cannot drift apart.
     "deflicker": Recipe("restore-set", 0, 6000, ("data.num_workers=1",), ("experiment=deflicker",)),
