@@ -117,7 +117,9 @@ RECIPES = {
     #   0.95-0.99x); >= 40.7 dB without flicker: taken.
     # - with it, loss.warp=300 loss.long=90: 15 targets. It stabilises much harder (stylization
     #   0.11-0.32x) but leaves the look (white balance -11.7 dB and stylization -1.8 dB from the
-    #   stable version on move_Path; 35.1 dB without flicker): not taken.
+    #   stable version on move_Path; 35.1 dB without flicker): not taken. With warp=200 long=60:
+    #   17 targets, a tie (stylization 0.21-0.52x; it gains one equalisation PSNR target and
+    #   loses move_Path's white balance one, -2.6 dB): not taken.
     # The recipe itself is the Hydra preset vid2vid_lite/conf/experiment/deflicker.yaml (what
     # users train with), so that the two cannot drift apart.
     "deflicker": Recipe("restore-set", 0, 6000, ("data.num_workers=1",), ("experiment=deflicker",)),
