@@ -173,9 +173,20 @@ def tiny_checkpoints(folder: Path, **temporal) -> dict[str, Path]:
     return out
 
 
-def train_config(*overrides: str):
-    """The config ``python -m vid2vid_lite.train`` composes from these overrides (a DictConfig)."""
+def compose_config(name: str, *overrides: str):
+    """The config ``vid2vid_lite``'s entry point ``name`` (``train``, ``run``) composes from these
+    overrides (a DictConfig)."""
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("vid2vid_lite.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name=name, overrides=list(overrides))
+
+
+def train_config(*overrides: str):
+    """The config ``python -m vid2vid_lite.train`` composes from these overrides."""
+    return compose_config("train", *overrides)
+
+
+def run_config(*overrides: str):
+    """The config ``python -m vid2vid_lite.run`` composes from these overrides."""
+    return compose_config("run", *overrides)

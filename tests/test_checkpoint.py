@@ -7,17 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from media import moving_pattern, train_config
+from media import moving_pattern, run_config, train_config
 
-import vid2vid_lite
 from vid2vid_lite import run
 from vid2vid_lite.checkpoint import checkpoint_task, load_generator, save_generator
 from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, Task, get_task
 from vid2vid_lite.engine.config import build_task
 from vid2vid_lite.nn import build_generator
 
-CONF = str(Path(vid2vid_lite.__file__).parent / "conf")
 
 
 def tiny_generator(in_channels: int = 1):
@@ -58,8 +55,7 @@ def test_edges_thresholds_survive_save_load_and_reach_runs_task(tmp_path, monkey
         raise Stop
 
     monkeypatch.setattr(run, "Translator", fake_translator)
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="run", overrides=[f"input={tmp_path / 'in.mp4'}", f"weights={path}", "device=cpu"])
+    cfg = run_config(f"input={tmp_path / 'in.mp4'}", f"weights={path}", "device=cpu")
     with pytest.raises(Stop):
         run.translate(cfg)
     assert seen["task"] == task and seen["task"].edge_thresholds == (20, 60)

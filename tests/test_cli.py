@@ -1,11 +1,7 @@
 """The argv handling that lets a positional INPUT live beside Hydra overrides."""
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
-
-import vid2vid_lite
+from media import run_config
 
 from vid2vid_lite.cli import lift_positional, pick_device, quote_override
 from vid2vid_lite.errors import UserError
@@ -17,9 +13,7 @@ from vid2vid_lite.errors import UserError
      "br[ack]ets{}.mp4", "dollar${x}.mp4", "trailing\\"],
 )
 def test_quoted_paths_parse_back_to_themselves(path):
-    conf = Path(vid2vid_lite.__file__).parent / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose(config_name="run", overrides=[f"input={quote_override(path)}"])
+    cfg = run_config(f"input={quote_override(path)}")
     assert cfg.input == path
 
 

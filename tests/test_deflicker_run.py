@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from media import audio_packets, frame_times, make_clip, moving_pattern, tiny_checkpoints
+from media import audio_packets, frame_times, make_clip, moving_pattern, run_config, tiny_checkpoints
 from test_metrics import jitter
 
-import vid2vid_lite
 from vid2vid_lite import run
 from vid2vid_lite.checkpoint import load_generator, save_generator
 from vid2vid_lite.datasets.synthetic import camera_pan
@@ -32,7 +30,6 @@ from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.metrics import psnr
 from vid2vid_lite.nn import build_generator
 
-CONF = str(Path(vid2vid_lite.__file__).parent / "conf")
 ROOT = Path(__file__).resolve().parents[1]
 T, H, W = 12, 32, 48
 
@@ -80,9 +77,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 def translate(**options) -> Path:
     """``run`` in this process (fp32: the identity must not meet bf16 rounding)."""
     options = {"device": "cpu", "precision": "fp32", "progress": "false", **options}
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="run", overrides=[f"{key}={value}" for key, value in options.items()])
-    return run.translate(cfg)
+    return run.translate(run_config(*(f"{key}={value}" for key, value in options.items())))
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

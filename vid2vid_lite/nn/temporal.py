@@ -347,16 +347,16 @@ class TemporalGenerator(nn.Module):
             # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
             mask = mask * keep + (1.0 - keep)
         # not torch.lerp below: it refuses mixed dtypes (autocast)
+        sigma = self.detail_sigma / scale  # the low-pass in the body's pixels
         if self.detail_sigma <= 0:
             out = mask * image + (1.0 - mask) * warped_body
         elif self.blend_full_res:
-            sigma = self.detail_sigma / scale
             fresh = rgb_of(x) + low_pass(image - rgb_of(x_body), sigma, size=(h, w))
             m = low_pass(mask, sigma, size=(h, w))
             out = m * fresh + (1.0 - m) * warped
         else:
             blended = mask * image + (1.0 - mask) * warped_body
-            out = rgb_of(x) + low_pass(blended - rgb_of(x_body), self.detail_sigma / scale, size=(h, w))
+            out = rgb_of(x) + low_pass(blended - rgb_of(x_body), sigma, size=(h, w))
         return TemporalOutput(out, image, mask, warped, flow, valid)
 
     @torch.no_grad()
