@@ -71,6 +71,7 @@ def test_edges_thresholds_survive_save_load_and_reach_runs_task(tmp_path, monkey
         ["data.task=restore", "data.restore.clean=0.5", "data.restore.noise=[0.01,0.02]"],
         ["data.task=colorize"],
         ["data.task=upscale2x"],
+        ["data.task=deflicker", "data.deflicker.processes=[gamma,restore_model]", "data.deflicker.max_processes=1"],
     ],
 )
 def test_every_task_spec_round_trips(overrides):

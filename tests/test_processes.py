@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -13,11 +15,13 @@ from vid2vid_lite.datasets.processes import (
     flicker_pair,
     frame_params,
     gray_world,
+    jpeg,
     luma_cdf,
     run_process,
     white_balance,
 )
 from vid2vid_lite.datasets.synthetic import camera_pan
+from vid2vid_lite.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +85,36 @@ def test_run_process_stable_version_is_the_mean_parameters(pan):
     assert np.array_equal(processed[3], process.apply(pan[3], params[3]))
     measured = frame_params(HELDOUT_PROCESSES["white balance"], pan, np.random.default_rng(0), 0.0)
     assert np.allclose(measured[2], gray_world(pan[2]))  # adaptive: the frame gives its parameters
+
+
+def test_restore_model_process_runs_the_bundled_network_on_a_frame_of_per_frame_quality(pan):
+    import cv2
+
+    process = TRAIN_PROCESSES["restore_model"]
+    sharpness = [cv2.Laplacian(cv2.cvtColor(process.apply(pan[0], np.array([s, 1.0])), cv2.COLOR_RGB2GRAY),
+                               cv2.CV_64F).var() for s in (-1.0, 0.0, 1.0)]
+    assert sharpness[0] > sharpness[1] > sharpness[2]  # downscaled 1x, 2x, 3x before the network
+    # The network's own output, not just the degraded frame (at 1x the frame only went through JPEG).
+    change = process.apply(pan[0], np.array([-1.0, 1.0])).astype(int) - jpeg(pan[0], np.array([1.0]))
+    assert np.abs(change).mean() > 0.2
+
+
+def test_flicker_pair_draws_only_the_chosen_processes(pan):
+    settings = Flicker(strength=(0.4, 0.4), constant=0.0, max_processes=1, processes=("gamma",))
+    processed, stable = flicker_pair(pan, np.random.default_rng(3), settings)
+    # gamma alone: one look-up table per channel maps the clip's pixels to the stable version's.
+    for c in range(3):
+        pairs = set(zip(pan[..., c].ravel().tolist(), stable[..., c].ravel().tolist()))
+        assert len(pairs) == len({a for a, _ in pairs})
+    assert not np.array_equal(processed, stable)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"processes": ("gamma", "vignette")}, "unknown or none (vignette)"),
+     ({"processes": ()}, "unknown or none (empty)"),
+     ({"processes": ("gamma",), "max_processes": 2}, "max_processes=2: use 1..1")],
+)
+def test_flicker_settings_are_checked_with_one_line_errors(options, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        Flicker(**options)

@@ -7,19 +7,22 @@ it flickers, as per-frame image models and filters do; run with one parameter ve
 whole clip (the mean of the per-frame ones) it is the **stable version**, the ideal output of
 ``deflicker`` (Lai et al., ECCV 2018, measure against the same idea).
 
-``TRAIN_PROCESSES`` make the training pairs (:func:`flicker_pair`).  ``HELDOUT_PROCESSES`` are
-used only by ``tools/results.py``: no training or model choice sees them.  Two of those are
-*adaptive*: their parameters come from the frame itself (per-frame white balance, histogram
-equalisation), the way auto-exposure or auto-levels flicker.
+``TRAIN_PROCESSES`` make the training pairs (:func:`flicker_pair`; ``data.deflicker.processes``
+picks which).  ``HELDOUT_PROCESSES`` are used only by ``tools/results.py``: no training or model
+choice sees them.  Two of those are *adaptive*: their parameters come from the frame itself
+(per-frame white balance, histogram equalisation), the way auto-exposure or auto-levels flicker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from functools import cache
 
 import cv2
 import numpy as np
+
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,30 @@ def jpeg(frame: np.ndarray, p: np.ndarray) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
 
+@cache
+def _bundled_model(name: str):
+    """A bundled generator, loaded once per process (data workers included)."""
+    from ..checkpoint import load_generator  # checkpoint imports this package's tasks
+
+    return load_generator(name)[0]
+
+
+def restore_model(frame: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The bundled frame-wise restore model (pix2pix) on the frame downscaled 1-3x (p[0], area
+    down, bicubic up) and put through :func:`jpeg` (p[1]): a per-frame enhancement network whose
+    output's sharpness and texture change with its input's quality."""
+    import torch
+
+    from ..image import image_to_tensor, tensor_to_image
+
+    h, w = frame.shape[:2]
+    scale = 2.0 + float(p[0])
+    small = cv2.resize(frame, (max(1, round(w / scale)), max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
+    degraded = jpeg(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), p[1:])
+    with torch.inference_mode():
+        return tensor_to_image(_bundled_model("restore-framewise")(image_to_tensor(degraded)))[0]
+
+
 TRAIN_PROCESSES = {
     p.name: p
     for p in (
@@ -106,6 +133,7 @@ TRAIN_PROCESSES = {
         Process("sharpen", 2, sharpen),
         Process("detail", 2, detail),
         Process("jpeg", 1, jpeg),
+        Process("restore_model", 2, restore_model),
     )
 }
 
@@ -164,16 +192,30 @@ class Flicker:
         strength: range of the per-frame parameter jitter's std (parameters span [-1, 1]).
         constant: probability that a clip's process has no jitter (nothing to fix).
         max_processes: at most this many processes in a row.
+        processes: the names of the ``TRAIN_PROCESSES`` to draw from.  ``restore_model`` is not
+            among the defaults: it runs a network in the data workers and did not help the
+            bundled model (tools/train_bundled.py's recipe comment).
     """
 
     strength: tuple[float, float] = (0.0, 0.5)
     constant: float = 0.15
     max_processes: int = 2
+    processes: tuple[str, ...] = ("tone", "gamma", "clahe", "sharpen", "detail", "jpeg")
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.processes if name not in TRAIN_PROCESSES]
+        if unknown or not self.processes:
+            raise UserError(f"data.deflicker.processes: unknown or none ({', '.join(unknown) or 'empty'}); "
+                            f"choose from {', '.join(TRAIN_PROCESSES)}")
+        if not 1 <= self.max_processes <= len(self.processes):
+            raise UserError(f"data.deflicker.max_processes={self.max_processes}: use 1..{len(self.processes)}, "
+                            "the number of data.deflicker.processes")
 
     @classmethod
     def from_mapping(cls, spec: Mapping) -> Flicker:
         """From a config / checkpoint mapping; keys it lacks keep their defaults."""
-        types = {"strength": lambda v: tuple(float(x) for x in v), "constant": float, "max_processes": int}
+        types = {"strength": lambda v: tuple(float(x) for x in v), "constant": float, "max_processes": int,
+                 "processes": lambda v: tuple(str(x) for x in v)}
         return cls(**{f.name: types[f.name](spec[f.name]) for f in fields(cls) if spec.get(f.name) is not None})
 
 
@@ -198,19 +240,19 @@ def run_process(
 
 
 def flicker_pair(
-    frames: np.ndarray, rng: np.random.Generator, settings: Flicker = Flicker(),
-    processes: dict[str, Process] = TRAIN_PROCESSES,
+    frames: np.ndarray, rng: np.random.Generator, settings: Flicker = Flicker()
 ) -> tuple[np.ndarray, np.ndarray]:
     """``deflicker``'s training pair for a clean clip ``(T, H, W, 3)`` uint8: the clip put
-    through 1..``settings.max_processes`` random processes whose parameters change from frame to
+    through 1..``settings.max_processes`` random processes of ``settings.processes`` (in
+    ``TRAIN_PROCESSES``' order) whose parameters change from frame to
     frame (jitter std drawn from ``settings.strength``; with probability ``settings.constant``
     none: the model must leave stable video alone), and its stable version (each process at the
     clip's mean parameters), the target."""
-    names = list(processes)
+    names = [name for name in TRAIN_PROCESSES if name in settings.processes]
     chosen = rng.choice(len(names), size=int(rng.integers(1, settings.max_processes + 1)), replace=False)
     jitter = 0.0 if rng.random() < settings.constant else float(rng.uniform(*settings.strength))
     processed, stable = frames, frames
     for i in sorted(chosen):  # a fixed order: tone before jpeg, as an app would
-        process = processes[names[i]]
+        process = TRAIN_PROCESSES[names[i]]
         processed, stable = run_process(process, processed, frame_params(process, frames, rng, jitter), stable)
     return processed, stable

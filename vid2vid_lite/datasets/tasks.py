@@ -230,7 +230,7 @@ class Task:
                 "clean": d.clean,
             },
             "flicker": {"strength": list(self.flicker.strength), "constant": self.flicker.constant,
-                        "max_processes": self.flicker.max_processes},
+                        "max_processes": self.flicker.max_processes, "processes": list(self.flicker.processes)},
         }
 
     @classmethod
