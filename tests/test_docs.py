@@ -75,15 +75,18 @@ def test_benchmark_targets_and_before_after_come_from_the_run():
     assert "| frame-wise 64×64 | 80.0 | 40.0 | 2.000 | 1.900, 2.000, 2.100 |" in docs_benchmarks.baseline_table(data)
 
 
+def deflicker_case(out_psnr, out_ewarp, stable_psnr=None, constant=False) -> dict:
+    """One case of a results.json deflicker section (tools/deflicker_results.py)."""
+    rows = {"deflicker": {"psnr": out_psnr, "ssim": 0.9, "ewarp": out_ewarp}}
+    if stable_psnr is not None:
+        rows["stable version"] = {"psnr": stable_psnr, "ssim": 0.9, "ewarp": 1e-3}
+    return {"rows": rows, "ewarp_processed": 4e-3, "ewarp_original": 1e-3, "constant": constant}
+
+
 def test_deflicker_targets_are_computed_from_the_rows():
     import docs_deflicker
 
-    def case(out_psnr, out_ewarp, stable_psnr=None, constant=False):
-        rows = {"deflicker": {"psnr": out_psnr, "ssim": 0.9, "ewarp": out_ewarp}}
-        if stable_psnr is not None:
-            rows["stable version"] = {"psnr": stable_psnr, "ssim": 0.9, "ewarp": 1e-3}
-        return {"rows": rows, "ewarp_processed": 4e-3, "ewarp_original": 1e-3, "constant": constant}
-
+    case = deflicker_case
     section = {"clip": {"flickers": case(30.0, 1.2e-3, stable_psnr=30.5), "no stable": case(25.0, 3e-3),
                         "constant": case(36.0, 1e-3, constant=True)}}
     got = {(c, t): (round(v, 6), ok) for c, t, v, ok in docs_deflicker.targets(section)}
@@ -133,3 +136,25 @@ def test_experiment_deflicker_is_the_bundled_deflicker_recipe():
                 cfg[group].pop(key)
     for group in ("model", "data", "loss", "optim", "train"):
         assert preset[group] == recipe[group], group
+
+
+def test_compare_deflicker_puts_the_targets_of_several_runs_side_by_side(tmp_path, capsys):
+    import json
+
+    import compare_deflicker
+
+    def write(name, ewarp, cases=("flickers",)):
+        section = {"clip": {c: deflicker_case(30.0, ewarp, stable_psnr=30.5) for c in cases}}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"sections": {"deflicker": section}}))
+        return str(path)
+
+    compare_deflicker.main([write("calm", 1.2e-3), write("shaky", 3e-3)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["[1] calm: 3 of 3 targets met", "[2] shaky: 1 of 3 targets met"]
+    row = next(line for line in lines if "processed video" in line)
+    assert row.split()[-2:] == ["0.30*", "0.75"]
+    with pytest.raises(SystemExit, match="different clips or cases"):
+        compare_deflicker.main([write("calm", 1.2e-3), write("other", 1e-3, cases=("elsewhere",))])
+    with pytest.raises(SystemExit, match="no deflicker section"):
+        compare_deflicker.main([str(tmp_path / "missing.json")])

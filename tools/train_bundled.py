@@ -89,8 +89,8 @@ RECIPES = {
     # deflicker: L1 to the stable version of the processed clip (datasets/processes.py), with
     # the short-term warp and Lai et al.'s long-term loss on the original video's flow; no GAN,
     # no mask regulariser (copying the warped past is what it should do where the flow holds).
-    # Chosen on the val clips (python tools/results.py --set val --sections deflicker; targets
-    # met of 36):
+    # Chosen on the val clips (python tools/results.py --set val --sections deflicker --json F,
+    # then python tools/compare_deflicker.py F1 F2 ...; targets met of 36):
     # - model.detail_sigma: the output is P plus a low-passed correction, so P's detail finer
     #   than ~2 sigma pixels passes through; without it, warp 10 blurred the output (repeated
     #   warps) and lost 7-15 dB to the stable version where P barely flickers.
