@@ -113,7 +113,7 @@ def test_flicker_pair_draws_only_the_chosen_processes(pan):
     ("options", "message"),
     [({"processes": ("gamma", "vignette")}, "unknown or none (vignette)"),
      ({"processes": ()}, "unknown or none (empty)"),
-     ({"processes": ("gamma",), "max_processes": 2}, "max_processes=2: use 1..1")],
+     ({"processes": ("gamma", "gamma"), "max_processes": 2}, "max_processes=2: use 1..1")],
 )
 def test_flicker_settings_are_checked_with_one_line_errors(options, message):
     with pytest.raises(UserError, match=re.escape(message)):

@@ -5,8 +5,8 @@ candidate is chosen on the val clips (tools/train_bundled.py's recipe comment).
     python tools/compare_deflicker.py A.json B.json [...]
 
 Prints, per file ([1], [2], ...), how many targets are met, then one row per case and target
-with each file's value (``*``: met).  One run's count moves by about one target from seed to seed, so compare
-candidates over several seeds.
+with each file's value (``*``: met).  One run's count moves by about one target from seed to
+seed, so compare candidates over several seeds.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sections = {}
     for path in args.results:
+        name = path.stem if path.stem not in sections else str(path)
         try:
-            sections[path.stem if path.stem not in sections else str(path)] = json.loads(path.read_text())["sections"]["deflicker"]
+            sections[name] = json.loads(path.read_text())["sections"]["deflicker"]
         except (OSError, ValueError, KeyError) as err:
             raise SystemExit(f"error: {path}: no deflicker section ({err}); write one with "
                              "tools/results.py --sections deflicker --json FILE") from None

@@ -207,8 +207,8 @@ class Flicker:
         if unknown or not self.processes:
             raise UserError(f"data.deflicker.processes: unknown or none ({', '.join(unknown) or 'empty'}); "
                             f"choose from {', '.join(TRAIN_PROCESSES)}")
-        if not 1 <= self.max_processes <= len(self.processes):
-            raise UserError(f"data.deflicker.max_processes={self.max_processes}: use 1..{len(self.processes)}, "
+        if not 1 <= self.max_processes <= len(set(self.processes)):
+            raise UserError(f"data.deflicker.max_processes={self.max_processes}: use 1..{len(set(self.processes))}, "
                             "the number of data.deflicker.processes")
 
     @classmethod
@@ -244,10 +244,10 @@ def flicker_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``deflicker``'s training pair for a clean clip ``(T, H, W, 3)`` uint8: the clip put
     through 1..``settings.max_processes`` random processes of ``settings.processes`` (in
-    ``TRAIN_PROCESSES``' order) whose parameters change from frame to
-    frame (jitter std drawn from ``settings.strength``; with probability ``settings.constant``
-    none: the model must leave stable video alone), and its stable version (each process at the
-    clip's mean parameters), the target."""
+    ``TRAIN_PROCESSES``' order) whose parameters change from frame to frame (jitter std drawn
+    from ``settings.strength``; with probability ``settings.constant`` none: the model must leave
+    stable video alone), and its stable version (each process at the clip's mean parameters),
+    the target."""
     names = [name for name in TRAIN_PROCESSES if name in settings.processes]
     chosen = rng.choice(len(names), size=int(rng.integers(1, settings.max_processes + 1)), replace=False)
     jitter = 0.0 if rng.random() < settings.constant else float(rng.uniform(*settings.strength))
