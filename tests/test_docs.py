@@ -151,8 +151,10 @@ def test_compare_deflicker_puts_the_targets_of_several_runs_side_by_side(tmp_pat
 
     compare_deflicker.main([write("calm", 1.2e-3), write("shaky", 3e-3)])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["[1] calm: 3 of 3 targets met", "[2] shaky: 1 of 3 targets met"]
-    row = next(line for line in lines if "processed video" in line)
+    assert lines[0].startswith("[1] calm: 3 of 3 targets met; ewarp 0.300x the processed video's")
+    assert lines[1].startswith("[2] shaky: 1 of 3 targets met; ewarp 0.750x")
+    assert "PSNR -0.50 dB from the stable version's (median)" in lines[0]
+    row = next(line for line in lines if "| ewarp ≤ 0.5× the processed video's" in line)
     assert row.split()[-2:] == ["0.30*", "0.75"]
     with pytest.raises(SystemExit, match="different clips or cases"):
         compare_deflicker.main([write("calm", 1.2e-3), write("other", 1e-3, cases=("elsewhere",))])

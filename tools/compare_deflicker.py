@@ -4,8 +4,9 @@ candidate is chosen on the val clips (tools/train_bundled.py's recipe comment).
     python tools/results.py --set val --sections deflicker --model deflicker=RUN --json A.json
     python tools/compare_deflicker.py A.json B.json [...]
 
-Prints, per file ([1], [2], ...), how many targets are met, then one row per case and target
-with each file's value (``*``: met).  One run's count moves by about one target from seed to
+Prints, per file ([1], [2], ...), how many targets are met and two averages over the
+flickering cases (:func:`averages`), then one row per case and target with each file's value
+(``*``: met).  One run's count moves by about one target from seed to
 seed, so compare candidates over several seeds.
 """
 
@@ -16,8 +17,22 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_deflicker import targets  # noqa: E402
+from docs_deflicker import EWARP_TARGETS, LOOK_TARGET, targets  # noqa: E402
+
+
+def averages(rows: list[tuple[str, str, float, bool]]) -> str:
+    """Two averages beside the count: the geometric mean of the output's warping error over the
+    processed video's, and the median PSNR gap to the stable version (a mean would follow its
+    one or two cases at -30 dB), over the flickering cases."""
+    ratios = [v for _, t, v, _ in rows if t == EWARP_TARGETS[0]]
+    gaps = [v for _, t, v, _ in rows if t == LOOK_TARGET]
+    ratio = float(np.exp(np.mean(np.log(ratios)))) if ratios else float("nan")
+    gap = float(np.median(gaps)) if gaps else float("nan")
+    return (f"ewarp {ratio:.3f}x the processed video's (geometric mean), "
+            f"PSNR {gap:+.2f} dB from the stable version's (median)")
 
 
 def table(sections: dict[str, dict]) -> list[str]:
@@ -26,7 +41,7 @@ def table(sections: dict[str, dict]) -> list[str]:
     keys = [[(case, target) for case, target, _, _ in rows] for rows in scored.values()]
     if any(k != keys[0] for k in keys):
         raise SystemExit("error: the files measure different clips or cases: compare runs of one --set")
-    lines = [f"[{i}] {name}: {sum(ok for *_, ok in rows)} of {len(rows)} targets met"
+    lines = [f"[{i}] {name}: {sum(ok for *_, ok in rows)} of {len(rows)} targets met; {averages(rows)}"
              for i, (name, rows) in enumerate(scored.items(), 1)]
     width = max(len(f"{c} | {t}") for c, t in keys[0])
     lines.append(f"{'case | target':{width}}  " + "  ".join(f"{f'[{i}]':>12}" for i in range(1, len(scored) + 1)))
