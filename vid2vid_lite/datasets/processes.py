@@ -111,7 +111,8 @@ def _bundled_model(name: str):
 def restore_model(frame: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The bundled frame-wise restore model (pix2pix) on the frame downscaled 1-3x (p[0], area
     down, bicubic up) and put through :func:`jpeg` (p[1]): a per-frame enhancement network whose
-    output's sharpness and texture change with its input's quality."""
+    output's sharpness and texture change with its input's quality.  It is the installed
+    ``restore-framewise`` weights, so installing a retrained one changes this process."""
     import torch
 
     from ..image import image_to_tensor, tensor_to_image
