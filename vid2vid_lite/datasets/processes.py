@@ -109,18 +109,16 @@ def _bundled_model(name: str):
 
 
 def restore_model(frame: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The bundled frame-wise restore model (pix2pix) on the frame downscaled 1-3x (p[0], area
-    down, bicubic up) and put through :func:`jpeg` (p[1]): a per-frame enhancement network whose
+    """The bundled frame-wise restore model (pix2pix) on the frame downscaled 1-3x and back
+    (p[0], ``tasks.down_up``) and put through :func:`jpeg` (p[1]): a per-frame enhancement network whose
     output's sharpness and texture change with its input's quality.  It is the installed
     ``restore-framewise`` weights, so installing a retrained one changes this process."""
     import torch
 
     from ..image import image_to_tensor, tensor_to_image
+    from .tasks import down_up  # tasks imports this module
 
-    h, w = frame.shape[:2]
-    scale = 2.0 + float(p[0])
-    small = cv2.resize(frame, (max(1, round(w / scale)), max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
-    degraded = jpeg(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC), p[1:])
+    degraded = jpeg(down_up(frame, 2.0 + float(p[0])), p[1:])
     with torch.inference_mode():
         return tensor_to_image(_bundled_model("restore-framewise")(image_to_tensor(degraded)))[0]
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -63,12 +63,14 @@ def upscale2x(frame: np.ndarray) -> np.ndarray:
     return cv2.resize(frame, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
 
 
-def down_up(frame: np.ndarray) -> np.ndarray:
-    """The ``upscale2x`` training input: area-downsample by 2, then bicubic back to ``(H, W)``.
+def down_up(frame: np.ndarray, factor: float = 2.0) -> np.ndarray:
+    """The ``upscale2x`` training input: area-downsample by ``factor`` (sizes floored), then
+    bicubic back to ``(H, W)`` (also deflicker's ``restore_model`` process, at 1-3).
 
-    For even sizes the second step is exactly :func:`upscale2x`, the inference input."""
+    For even sizes and ``factor`` 2 the second step is exactly :func:`upscale2x`, the inference
+    input."""
     h, w = frame.shape[:2]
-    small = cv2.resize(frame, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(frame, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
@@ -229,8 +231,7 @@ class Task:
                 "noise": list(d.noise),
                 "clean": d.clean,
             },
-            "flicker": {"strength": list(self.flicker.strength), "constant": self.flicker.constant,
-                        "max_processes": self.flicker.max_processes, "processes": list(self.flicker.processes)},
+            "flicker": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self.flicker).items()},
         }
 
     @classmethod
