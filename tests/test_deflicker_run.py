@@ -116,6 +116,23 @@ def test_frame_folder_guide_and_frame_folder_output(clips, weights, tmp_path):
     assert differences(back, processed).max() <= 1
 
 
+def test_stability_above_one_holds_more_of_the_past_and_never_where_the_mask_is_one(clips, weights, tmp_path):
+    """stability=3 cubes the blend mask: with a long memory (m ~ 0.5) the output's frame-to-frame
+    brightness steps shrink; stability=1 is the model as trained; a saturated mask (m = 1) stays
+    1, so the identity model still gives the processed frames."""
+    def steps(frames: np.ndarray) -> float:
+        return float(np.abs(np.diff(frames.reshape(len(frames), -1).mean(axis=1))).mean())
+
+    common = dict(input=clips["processed"], guide=clips["original"], batch=1)
+    out = {s: read_video(translate(**common, weights=weights["memory"], stability=s, output=tmp_path / f"m{s}"))[0]
+           for s in (1, 3)}  # fmt: skip
+    default = read_video(translate(**common, weights=weights["memory"], output=tmp_path / "default"))[0]
+    assert differences(default, out[1]).max() == 0
+    assert steps(out[3]) < 0.5 * steps(out[1]), (steps(out[3]), steps(out[1]))
+    held = read_video(translate(**common, weights=weights["identity"], stability=3, output=tmp_path / "identity"))[0]
+    assert differences(held, read_video(clips["processed"])[0]).max() <= 1
+
+
 @pytest.mark.parametrize("guide", ["video", "frames"])
 def test_segments_side_by_side_match_one_segment(clips, weights, tmp_path, guide):
     """batch=3: later segments open the guide at their own start (a video by its timestamps, a

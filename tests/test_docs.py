@@ -102,6 +102,14 @@ def test_deflicker_targets_are_computed_from_the_rows():
     # the ewarp targets scored for the ideal output too, on the cases that have one
     section["clip"]["worse"] = case(30.0, 3e-3, stable_psnr=30.0)
     assert docs_deflicker.ewarp_targets_met(section) == {"cases": 4, "ideal": 4, "model": 2}
+    # the stability=2 row: summarised where every case has it, never scored in the table
+    assert "stability=2" not in "\n".join(docs_deflicker.markdown(section)) + docs_deflicker.readme_block(section)
+    for c in section["clip"].values():
+        c["rows"][docs_deflicker.STEADY] = {"psnr": 30.0, "ssim": 0.9, "ewarp": 0.5 * c["rows"]["deflicker"]["ewarp"]}
+    text = "\n".join(docs_deflicker.markdown(section))
+    assert "With `stability=2`" in text and "warping error is 0.15–0.38× the processed video's" in text
+    assert "meets 6 of 9 targets" in text and "deflicker targets: 5 of 9 met" in text
+    assert "With `stability=2` the warping error is 0.15–0.38×" in docs_deflicker.readme_block(section)
 
 
 @pytest.mark.parametrize("name", ["restore", "colorize", "deflicker"])
@@ -156,6 +164,14 @@ def test_compare_deflicker_puts_the_targets_of_several_runs_side_by_side(tmp_pat
     assert "PSNR -0.50 dB from the stable version's (median)" in lines[0]
     row = next(line for line in lines if "| ewarp ≤ 0.5× the processed video's" in line)
     assert row.split()[-2:] == ["0.30*", "0.75"]
+    # a file's other model rows (deflicker_results.MODEL_ROWS) are runs of their own
+    steady = json.loads(Path(write("both", 3e-3)).read_text())
+    steady["sections"]["deflicker"]["clip"]["flickers"]["rows"]["deflicker, stability=2"] = {"psnr": 30.0, "ssim": 0.9, "ewarp": 1.6e-3}
+    (tmp_path / "both.json").write_text(json.dumps(steady))
+    compare_deflicker.main([str(tmp_path / "both.json")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("[1] both: 1 of 3 targets met")
+    assert lines[1].startswith("[2] both (stability=2): 2 of 3 targets met; ewarp 0.400x")
     with pytest.raises(SystemExit, match="different clips or cases"):
         compare_deflicker.main([write("calm", 1.2e-3), write("other", 1e-3, cases=("elsewhere",))])
     with pytest.raises(SystemExit, match="no deflicker section"):

@@ -310,6 +310,19 @@ def test_temporal_mask_forced_to_one_at_reset():
     assert torch.allclose(out.out[:1], alone.out, atol=1e-5)
 
 
+def test_mask_power_raises_the_blend_mask_and_keeps_a_reset_new():
+    """``mask_power`` (run's stability=): the mask becomes m ** p, the blend follows it; at a
+    reset m = 1 stays 1; p = 1 is the model as trained."""
+    g = tiny_temporal().eval()
+    x, y_prev = images(2, 3, 21, 30), images(2, 3, 21, 30, seed=1)
+    kw = dict(y_prev=y_prev, flow=torch.randn(2, 2, 21, 30), reset=torch.tensor([True, False]))
+    base, same, steady = g(x, **kw), g(x, **kw, mask_power=1.0), g(x, **kw, mask_power=3.0)
+    assert torch.equal(base.out, same.out)
+    assert torch.allclose(steady.mask[1], base.mask[1] ** 3) and steady.mask[0].eq(1).all()
+    assert torch.allclose(steady.out, steady.mask * steady.image + (1 - steady.mask) * steady.warped)
+    assert torch.equal(steady.out[0], base.out[0])
+
+
 def test_temporal_without_validity_input_ignores_the_validity():
     """use_validity=False: the body sees x, warped, flow (8 channels for RGB), so the validity
     given changes nothing; it is still reported (training masks its losses with it)."""

@@ -101,6 +101,8 @@ def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
         ("bad_workers", "workers=0 is not a positive whole number"),
         ("bad_flag", "flow_check=maybe is not true or false"),
         ("bad_precision", "precision=fp64 is not known"),
+        ("bad_stability", "stability=0 is not a positive number"),
+        ("stability_framewise", "stability= is for temporal models"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, message):
@@ -118,6 +120,8 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, weights, case, 
         "bad_workers": [clip, "workers=0"],
         "bad_flag": [clip, "flow_check=maybe"],
         "bad_precision": [clip, "precision=fp64"],
+        "bad_stability": [clip, "stability=0"],
+        "stability_framewise": [clip, "stability=2"],
     }[case]
     if case != "unknown_weights":
         args.append(f"weights={weights['framewise']}")

@@ -4,10 +4,11 @@ candidate is chosen on the val clips (tools/train_bundled.py's recipe comment).
     python tools/results.py --set val --sections deflicker --model deflicker=RUN --json A.json
     python tools/compare_deflicker.py A.json B.json [...]
 
-Prints, per file ([1], [2], ...), how many targets are met and two averages over the
-flickering cases (:func:`averages`), then one row per case and target with each file's value
-(``*``: met).  One run's count moves by about one target from seed to
-seed, so compare candidates over several seeds.
+Each model row of a file is a run of its own ([1], [2], ...: ``deflicker``, the model as
+``run`` gives it by default, then rows such as ``deflicker, stability=2``).  Prints, per run,
+how many targets are met and two averages over the flickering cases (:func:`averages`), then
+one row per case and target with each run's value (``*``: met).  One run's count moves by
+about one target from seed to seed, so compare candidates over several seeds.
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ def averages(rows: list[tuple[str, str, float, bool]]) -> str:
             f"PSNR {gap:+.2f} dB from the stable version's (median)")
 
 
+def model_rows(section: dict) -> list[str]:
+    """The rows of a deflicker section that a model gave (``deflicker`` first), in its first case."""
+    rows = next(iter(next(iter(section.values())).values()))["rows"]
+    return sorted((r for r in rows if r.startswith("deflicker")), key=lambda r: (r != "deflicker", r))
+
+
 def table(sections: dict[str, dict]) -> list[str]:
     """name -> a results.json's ``deflicker`` section  ->  the lines to print."""
-    scored = {name: targets(section) for name, section in sections.items()}
+    scored = {name if row == "deflicker" else f"{name} ({row.removeprefix('deflicker, ')})": targets(section, row)
+              for name, section in sections.items() for row in model_rows(section)}
     keys = [[(case, target) for case, target, _, _ in rows] for rows in scored.values()]
     if any(k != keys[0] for k in keys):
         raise SystemExit("error: the files measure different clips or cases: compare runs of one --set")

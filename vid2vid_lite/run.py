@@ -98,6 +98,20 @@ def positive_or_auto(key: str, value) -> int | str:
     return number
 
 
+def stability_for(value, model, weights) -> float:
+    """``stability=``: a positive number, and other than 1 only for a temporal model (the
+    power of its blend mask; a frame-wise model has none)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if not number > 0 or number == float("inf"):
+        raise UserError(f"stability={value} is not a positive number (1: as trained; 2: steadier)")
+    if number != 1.0 and getattr(model, "flow_source", "none") == "none":
+        raise UserError(f"stability= is for temporal models (restore, colorize, deflicker); weights={weights} is frame-wise")
+    return number
+
+
 def translate(cfg: DictConfig) -> Path:
     """Do the work of one ``run`` invocation; returns the output path."""
     if not cfg.input:
@@ -117,6 +131,7 @@ def translate(cfg: DictConfig) -> Path:
         precision=cfg.precision, scene_cut=cfg.scene_cut, resize=cfg.resize,
         dis_preset=cfg.dis_preset, flow_check=cfg.flow_check, compile=cfg.compile,
         workers=positive_or_auto("workers", cfg.workers),
+        stability=stability_for(cfg.stability, model, cfg.weights),
     )
     with ExitStack() as stack:
         source = stack.enter_context(open_source(Path(str(cfg.input)).expanduser()))

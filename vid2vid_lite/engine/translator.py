@@ -192,6 +192,8 @@ class Translator:
             False: one call and validity 1 (faster).  Models without that input always get
             one call.
         compile: wrap the model in ``torch.compile``.
+        stability: a temporal model's blend mask m becomes m ** ``stability`` (the generator's
+            ``mask_power``): above 1 steadier, further from the frame it is given; 1 as trained.
         flow_workers: DIS threads (None: half the cores, 1 to 4).
         workers: model threads on the CPU (``"auto"``: :func:`cpu_workers`; always 1 on CUDA,
             where ``batch`` does this job); each uses ``cores // workers`` torch threads.
@@ -214,11 +216,15 @@ class Translator:
         flow_workers: int | None = None,
         compile: bool = False,
         workers: int | str = "auto",
+        stability: float = 1.0,
     ) -> None:
         model = model.eval().to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.flow_source = getattr(model, "flow_source", "none")
+        if stability <= 0 or (stability != 1.0 and self.flow_source == "none"):
+            raise ValueError(f"stability must be > 0, and 1 for a frame-wise model; got {stability}")
+        self.stability = float(stability)
         self.model = torch.compile(model) if compile else model
         self.task = task
         self.device = device
@@ -276,7 +282,7 @@ class Translator:
         """The generator on ``x`` under the precision's autocast; the output (a temporal model's
         ``out``) as float at ``size``."""
         with torch.inference_mode(), autocast_for(self.device, self.precision):
-            result = self.model(x, **temporal) if self.temporal else self.model(x)
+            result = self.model(x, **temporal, mask_power=self.stability) if self.temporal else self.model(x)
         y = (result.out if self.temporal else result).float()
         if y.shape[-2:] != size:
             y = F.interpolate(y, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)

@@ -270,6 +270,7 @@ class TemporalGenerator(nn.Module):
         flow: torch.Tensor | None = None,
         valid: torch.Tensor | None = None,
         reset: torch.Tensor | None = None,
+        mask_power: float = 1.0,
     ) -> TemporalOutput:
         """One recurrent step.
 
@@ -282,6 +283,10 @@ class TemporalGenerator(nn.Module):
             valid: validity (B, 1, H, W) in [0, 1] for ``flow``; ones if omitted.
             reset: bool (B,), True where a new shot starts; None means all True when ``y_prev``
                 is None and all False otherwise.
+            mask_power: an inference dial (``run``'s ``stability=``): the blend mask becomes
+                m ** ``mask_power``.  Above 1 more of the warped past is kept (steadier, further
+                from h); below 1 less; 1 is the mask as trained.  m = 1 (a reset, a region the
+                model takes as new) stays 1, so it never holds a past that is not there.
 
         Returns:
             :class:`TemporalOutput`.
@@ -343,6 +348,8 @@ class TemporalGenerator(nn.Module):
         logits = crop_pad(self.body(padded), pads)
         image = to_image(logits[:, :3], x_body, self.residual)
         mask = torch.sigmoid(logits[:, 3:])
+        if mask_power != 1.0:
+            mask = mask.pow(mask_power)
         if some_reset:
             # m = 1 at a reset; a blend (not torch.where) so that the head stays in the graph.
             mask = mask * keep + (1.0 - keep)
