@@ -32,7 +32,8 @@ from vid2vid_lite.datasets.processes import HELDOUT_PROCESSES, frame_params, run
 from vid2vid_lite.evaluate import evaluate
 from vid2vid_lite.io import open_sink, read_video
 
-from translate import translate  # tools/ is on sys.path when results.py runs
+from docs_deflicker import STEADY  # tools/ is on sys.path when results.py runs
+from translate import translate
 
 #: case -> (held-out process, per-frame jitter std; None: measured from each frame), or a bundled model.
 CASES: dict[str, tuple[str, float | None] | str] = {
@@ -45,7 +46,7 @@ CONSTANT = {"stylize, constant strength": ("stylize", 0.0)}
 CLASSICAL = "deflicker=size=5:mode=am"
 KEPT = ("psnr", "ssim", "ewarp")
 #: the model's rows: label -> ``run``'s ``stability=`` and the output's folder in the case's work folder
-MODEL_ROWS = {"deflicker": (1.0, "deflicker"), "deflicker, stability=2": (2.0, "deflicker_stability2")}
+MODEL_ROWS = {"deflicker": (1.0, "deflicker"), STEADY: (2.0, "deflicker_stability2")}
 
 
 def write_frames(frames: np.ndarray, folder: Path) -> Path:
