@@ -102,6 +102,8 @@ def test_deflicker_targets_are_computed_from_the_rows():
     # the ewarp targets scored for the ideal output too, on the cases that have one
     section["clip"]["worse"] = case(30.0, 3e-3, stable_psnr=30.0)
     assert docs_deflicker.ewarp_targets_met(section) == {"cases": 4, "ideal": 4, "model": 2}
+    # what ewarp <= 0.5x the processed video's asks where no stable version shows the ideal
+    assert "the processed video's warping error is 4.00–4.00× the original's, so" in "\n".join(docs_deflicker.markdown(section))
     # the targets table scores the stable version on the warping-error targets beside the model
     table = "\n".join(docs_deflicker.markdown(section))
     assert "| clip, flickers | ewarp ≤ 0.5× the processed video's | 0.30× | met | 0.25× met |" in table
