@@ -123,15 +123,16 @@ def measure(clips: dict[str, Path], models: dict, work: Path, figure: Path | Non
 
 def plot_brightness(case_folder: Path, reference: Path, title: str, target: Path) -> Path:
     """README's picture: per-frame mean brightness of the original, the processed video, its
-    stable version and the deflicker output of one case (matplotlib, PNG)."""
+    stable version and the deflicker outputs (default and stability=2) of one case (matplotlib, PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     series = {"original": reference, "processed (per frame)": case_folder / "processed",
-              "stable version (ideal)": case_folder / "stable", "deflicker output": case_folder / "deflicker"}
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+              "stable version (ideal)": case_folder / "stable", "deflicker output": case_folder / MODEL_ROWS["deflicker"][1],
+              "deflicker output, stability=2": case_folder / MODEL_ROWS[STEADY][1]}
+    fig, ax = plt.subplots(figsize=(9, 3), dpi=100)
     for label, path in series.items():
         if path.exists():
             frames, _ = read_video(path)
@@ -139,7 +140,7 @@ def plot_brightness(case_folder: Path, reference: Path, title: str, target: Path
     ax.set_xlabel("frame")
     ax.set_ylabel("mean brightness (0-255)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: no line hidden
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.png")
