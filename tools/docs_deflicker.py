@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-ROW_ORDER = ("stable version", "classical (FFmpeg deflicker)", "deflicker", "deflicker, stability=2")
 #: the steadier setting's row (tools/deflicker_results.py's MODEL_ROWS); the targets score "deflicker"
 STEADY = "deflicker, stability=2"
+ROW_ORDER = ("stable version", "classical (FFmpeg deflicker)", "deflicker", STEADY)
 
 
 EWARP_TARGETS = ("ewarp ≤ 0.5× the processed video's", "ewarp ≤ 1.3× the original video's")
@@ -47,7 +47,7 @@ def has_row(section: dict, row: str) -> bool:
     return all(row in c["rows"] for cases in section.values() for c in cases.values())
 
 
-def summary(section: dict, row: str = "deflicker") -> dict[str, float]:
+def summary(section: dict, row: str = "deflicker") -> dict:
     flickering = [c for cases in section.values() for c in cases.values() if not c["constant"]]
     ratios = [c["rows"][row]["ewarp"] / c["ewarp_processed"] for c in flickering]
     gaps = [c["rows"][row]["psnr"] - c["rows"]["stable version"]["psnr"]
