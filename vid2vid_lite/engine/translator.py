@@ -222,8 +222,8 @@ class Translator:
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.flow_source = getattr(model, "flow_source", "none")
-        if stability <= 0 or (stability != 1.0 and self.flow_source == "none"):
-            raise ValueError(f"stability must be > 0, and 1 for a frame-wise model; got {stability}")
+        if not 0 < stability < float("inf") or (stability != 1.0 and self.flow_source == "none"):
+            raise ValueError(f"stability must be a finite number > 0, and 1 for a frame-wise model; got {stability}")
         self.stability = float(stability)
         self.model = torch.compile(model) if compile else model
         self.task = task
