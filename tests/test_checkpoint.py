@@ -1,16 +1,22 @@
-"""Checkpoints: the task travels whole into `run`; checkpoints that name only their task still load."""
+"""Checkpoints: the task travels whole into `run`; checkpoints that name only their task still load;
+every broken, foreign or hostile checkpoint is a one-line error, and none runs code."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from media import moving_pattern, run_config, train_config
+from checkpoint_cases import SYSTEM, USE_OURS, bad_checkpoints, save_payload, unpickle_plainly
+from media import make_clip, moving_pattern, run_config, tiny_checkpoints, train_config
 
 from vid2vid_lite import run
-from vid2vid_lite.checkpoint import checkpoint_task, load_generator, save_generator
+from vid2vid_lite.checkpoint import _pickle_globals, checkpoint_task, load_generator, load_state, save_generator
+from vid2vid_lite.errors import UserError
 from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, Task, get_task
 from vid2vid_lite.engine.config import build_task
 from vid2vid_lite.nn import build_generator
@@ -95,3 +101,128 @@ def test_a_checkpoint_that_names_only_its_task_loads_with_default_options(tmp_pa
     assert checkpoint_task(load_generator(labels)[1]) == get_task("labels:4")
     nameless = save(tmp_path / "nameless.safetensors", tiny_generator(3))
     assert checkpoint_task(load_generator(nameless)[1]) == get_task("restore")
+
+
+# --------------------------------------------------------------------------- broken checkpoints
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    return tiny_checkpoints(tmp_path_factory.mktemp("weights"))["framewise"]
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory, good) -> dict[str, tuple[Path, str]]:
+    return bad_checkpoints(tmp_path_factory.mktemp("bad"), good)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", moving_pattern(2, 16, 24))
+
+
+def cli(clip: Path, weights: Path, out: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "vid2vid_lite.run", str(clip), f"weights={weights}", f"output={out}",
+               "device=cpu", "progress=false"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "V2V_DEBUG": ""})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, out: Path, *words: str) -> str:
+    """Exit status 2, a single ``error: `` line naming ``words``, no traceback, nothing written."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr and "weights_only" not in result.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not any(out.parent.glob(f"*{out.stem}*")), "no output (nor a temporary one) for a failed load"
+    return lines[0]
+
+
+def load_error(weights: Path) -> str:
+    """The message ``load_generator`` refuses ``weights`` with: one line, never advising weights_only=False."""
+    with pytest.raises(UserError) as info:
+        load_generator(weights)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_pt_that_carries_code_is_refused_naming_it_and_never_runs(tmp_path, clip, legacy):
+    marker = tmp_path / "ran.marker"
+    pt = save_payload(tmp_path / "ckpt.pt", marker, legacy=legacy)
+    unpickle_plainly(pt)  # positive control: these bytes do run code when unpickled plainly
+    assert marker.exists()
+    marker.unlink()
+
+    out = tmp_path / "out.mp4"
+    line = assert_one_line_error(cli(clip, pt, out), out, f"{pt} holds code", f"tries to load {SYSTEM}", USE_OURS)
+    assert "must never run code" in line and ".safetensors" in line
+    assert not marker.exists()
+    for load in (load_generator, load_state):  # train.resume reads .pt training states the same way
+        with pytest.raises(UserError, match=f"holds code.*{SYSTEM}"):
+            load(pt)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy,protocol", [(False, 2), (True, 2), (False, 4)])
+def test_the_code_a_pt_would_run_is_found_without_unpickling(tmp_path, legacy, protocol):
+    """The fallback when PyTorch's message names no global: pickletools reads the opcodes
+    (GLOBAL, or STACK_GLOBAL from protocol 4), in data.pkl or a legacy file, running nothing."""
+    marker = tmp_path / "ran.marker"
+    pt = save_payload(tmp_path / "ckpt.pt", marker, legacy=legacy, protocol=protocol)
+    assert _pickle_globals(pt) == [SYSTEM]
+    torch.save({"generator": {"w": torch.zeros(2)}, "config": {}}, tmp_path / "tensors.pt",
+               _use_new_zipfile_serialization=not legacy, pickle_protocol=protocol)
+    assert _pickle_globals(tmp_path / "tensors.pt") == []  # torch's own tensor globals are allowed
+    assert not marker.exists()
+
+
+CASES = [
+    "flipped_header.safetensors", "huge_header.safetensors", "beyond_the_end.safetensors", "cut_short.safetensors",
+    "missing_key.safetensors", "extra_key.safetensors", "wrong_shape.safetensors", "wrong_dtype.safetensors",
+    "foreign.safetensors", "broken_json.safetensors", "no_config.safetensors", "unknown_generator.safetensors",
+    "unknown_option.safetensors", "bad_option.safetensors", "unknown_task.safetensors",
+    "state_dict.pt", "other_keys.pt", "not_tensors.pt", "cut_short.pt",
+    "empty.safetensors", "empty.pt", "empty.ckpt", "empty.bin", "empty",
+    "notes.pt", "picture.pt", "model.ckpt", "run_without_checkpoints", "damaged_run",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_broken_or_foreign_checkpoint_is_one_line_saying_what_is_wrong(cases, case):
+    path, expect = cases[case]
+    message = load_error(path)
+    assert expect in message and str(path) in message, message
+    assert ";" in message or " give " in message  # and what to do
+
+
+def test_every_case_is_tested(cases):
+    assert sorted(cases) == sorted(CASES)
+
+
+def test_a_pt_with_generator_and_config_loads_in_full_or_half_precision(good, tmp_path):
+    model, config = load_generator(good)
+    tensors = model.state_dict()
+    for name, values in [("full", tensors), ("half", {k: v.half() for k, v in tensors.items()})]:
+        torch.save({"generator": values, "config": config}, tmp_path / f"{name}.pt")
+        loaded, back = load_generator(tmp_path / f"{name}.pt")
+        assert back == config and not loaded.training
+
+
+@pytest.mark.parametrize("case", ["huge_header.safetensors", "wrong_shape.safetensors", "empty.bin", "picture.pt",
+                                  "damaged_run"])
+def test_the_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, clip, cases, case):
+    path, expect = cases[case]
+    out = tmp_path / "out.mp4"
+    assert_one_line_error(cli(clip, path, out), out, expect)
+
+
+def test_a_bad_training_state_is_one_line(cases, good):
+    """``train.resume`` reads ``.pt`` training states: the same refusals (code: see above)."""
+    for path, expect in [(cases["empty.pt"][0], "is empty"), (cases["notes.pt"][0], "neither"),
+                         (cases["state_dict.pt"][0], "not a vid2vid_lite training state"),
+                         (good, "is a safetensors file, not a training state")]:
+        with pytest.raises(UserError) as info:
+            load_state(path)
+        message = str(info.value)
+        assert expect in message and str(path) in message and "latest.pt" in message and "\n" not in message

@@ -23,14 +23,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import pickletools
 import random
+import re
+import struct
+import zipfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .datasets.tasks import Task
@@ -44,6 +49,9 @@ FORMAT = "vid2vid_lite/1"
 STATE_FORMAT = "vid2vid_lite/train/1"
 LATEST = Path("checkpoints") / "latest.safetensors"
 LATEST_STATE = Path("checkpoints") / "latest.pt"
+USE_OURS = "use a checkpoint written by vid2vid_lite.train, a bundled name, or a training run directory"
+USE_STATE = "give a training run directory or its checkpoints/latest.pt"
+_GLOBAL = re.compile(r"GLOBAL:?\s+([\w.]+)")  # torch's words: "unsupported GLOBAL posix.system whose ..."
 
 
 def bundled_dir() -> Path:
@@ -88,32 +96,61 @@ def resolve_weights(spec: str | Path) -> Path:
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """``(generator state dict, config)`` from a safetensors or weights-only ``.pt`` file."""
-    try:
-        if path.suffix == ".safetensors":
+    """``(generator state dict, config)`` from a safetensors or weights-only ``.pt`` file, or a
+    one-line :class:`UserError` saying what is wrong with it."""
+    if _file_kind(path) == "safetensors":
+        try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise UserError(f"{path} is not a vid2vid_lite checkpoint (no config inside)")
-            return load_file(str(path)), json.loads(meta["config"])
-        state = _load_pt(path)
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot load checkpoint {path}: {err}") from None
-    if not isinstance(state, dict) or "generator" not in state or "config" not in state:
-        raise UserError(f"{path} is not a vid2vid_lite checkpoint (no generator/config inside)")
-    return state["generator"], state["config"]
+                ours = meta.get("format") == FORMAT
+                state = {key: f.get_tensor(key) for key in f.keys()} if ours else {}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise UserError(
+                f"{path} is a damaged safetensors file ({_one_line(err)}); copy it again, or give another checkpoint"
+            ) from None
+        if not ours:
+            raise UserError(f"{path} is a safetensors file without vid2vid_lite's config (another project's?); {USE_OURS}")
+        try:
+            config = json.loads(meta.get("config", ""))
+        except json.JSONDecodeError:
+            config = None
+    else:
+        checkpoint = _load_pt(path)
+        state, config = (checkpoint.get("generator"), checkpoint.get("config")) if isinstance(checkpoint, dict) else ({}, {})
+        if not _all_tensors(state):
+            what = "a bare state dict, without the config that rebuilds it" if _all_tensors(checkpoint) else (
+                "no generator inside")
+            raise UserError(f"{path} is not a vid2vid_lite checkpoint ({what}); {USE_OURS}")
+    if not isinstance(config, dict) or not isinstance(config.get("generator"), dict):
+        raise UserError(f"{path} has a damaged vid2vid_lite config (no generator config inside); {USE_OURS}")
+    return state, config
 
 
 def load_generator(spec: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Build the generator a checkpoint describes and load its weights (eval mode)."""
     path = resolve_weights(spec)
     state, config = read_checkpoint(path)
-    model = build_generator(config["generator"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
+    try:
+        model = build_generator(config["generator"])
+        checkpoint_task(config)  # run builds it next: fail here, naming the file
+    except (UserError, KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
         raise UserError(
-            f"{path} does not fit its own config: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
+            f"{path} holds a config this version of vid2vid_lite cannot build ({_one_line(err)}); use the "
+            "checkpoint as vid2vid_lite.train wrote it, or a newer vid2vid_lite"
+        ) from None
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in state] + [f"unexpected {k}" for k in state if k not in expected]
+    for key, value in state.items():
+        want = expected.get(key)
+        if want is not None and value.shape != want.shape:
+            problems.append(f"{key} has shape {tuple(value.shape)}, not {tuple(want.shape)}")
+        elif want is not None and value.is_floating_point() != want.is_floating_point():
+            problems.append(f"{key} is {value.dtype}, not {want.dtype}".replace("torch.", ""))
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise UserError(f"{path} does not fit its own config: {', '.join(problems[:3])}{more}; it is damaged or "
+                        "edited: use the checkpoint as vid2vid_lite.train wrote it")
+    model.load_state_dict(state)
     return model.to(device).eval(), config
 
 
@@ -123,11 +160,96 @@ def checkpoint_task(config: dict) -> Task:
     return Task.from_spec(config.get("task_spec") or config.get("task", "restore"))
 
 
+# --------------------------------------------------------------------------- reading files safely
+
+
+def _load_pt(path: Path, what: str = "checkpoint"):
+    """``torch.load(weights_only=True)``; a file that tries to run code, is not PyTorch's or is
+    damaged gives a one-line :class:`UserError` (never PyTorch's words: they suggest
+    ``weights_only=False``)."""
+    kind, advice = _file_kind(path), USE_OURS if what == "checkpoint" else USE_STATE
+    if kind != "torch":
+        not_pt = {"empty": "is empty (0 bytes)", "safetensors": "is a safetensors file"}
+        is_what = not_pt.get(kind, "is neither a safetensors nor a PyTorch file")
+        raise UserError(f"{path} {is_what}, not a {what}; {advice}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        match = _GLOBAL.search(str(err))
+        code = match.group(1) if match else next(iter(_pickle_globals(path)), None)
+        if code is None:
+            raise UserError(f"{path} is a damaged or unsupported PyTorch file, not a {what}; {advice}") from None
+        alternative = " or a .safetensors file" if what == "checkpoint" else ""
+        raise UserError(
+            f"{path} holds code, not only tensors (it tries to load {code}); refused: a {what} must never run "
+            f"code. Use a {what} written by vid2vid_lite.train{alternative}"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError, TypeError, IndexError, AttributeError,
+            zipfile.BadZipFile, struct.error) as err:
+        detail = _one_line(err) or "it ends early"
+        raise UserError(
+            f"{path} is a damaged or incomplete PyTorch file ({detail}); copy it again, or give another {what}"
+        ) from None
+
+
+def _file_kind(path: Path) -> str:
+    """``safetensors``, ``torch`` (zip or legacy pickle), ``empty`` or ``other``, from the first
+    bytes (a safetensors file with a damaged header still counts as one by its suffix)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}") from None
+    if not head:
+        return "empty"
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size - 8:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch"
+    if path.suffix == ".safetensors":
+        return "safetensors"
+    return "torch" if head.startswith(b"\x80") else "other"  # a legacy torch.save pickle
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """The globals a ``.pt`` file's pickles name that ``weights_only`` does not allow, read with
+    :mod:`pickletools` (nothing runs): ``data.pkl`` in a zip, or a legacy file's pickles in a row."""
+    allowed = set(getattr(getattr(torch, "_weights_only_unpickler", None), "_get_allowed_globals", dict)())
+    found: list[str] = []
+    with open(path, "rb") as f:
+        try:
+            archive = zipfile.ZipFile(f) if zipfile.is_zipfile(f) else None
+            f.seek(0)
+            streams = [archive.open(n) for n in archive.namelist() if n.endswith("data.pkl")] if archive else [f] * 5
+            for stream in streams:
+                strings, memo, last = [], {}, None
+                for op, arg, _ in pickletools.genops(stream):
+                    if op.name in ("GLOBAL", "STACK_GLOBAL"):
+                        found.append(arg.replace(" ", ".") if arg else ".".join(strings[-2:]))
+                    elif op.name == "MEMOIZE":
+                        memo[len(memo)] = last
+                    elif op.name.endswith("GET") and isinstance(memo.get(arg), str):
+                        strings.append(memo[arg])
+                    last = arg if isinstance(arg, str) and "UNICODE" in op.name else None
+                    strings += [last] if last is not None else []
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # what was read so far
+    return [name for name in found if name not in allowed]
+
+
+def _all_tensors(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of an error's text, short, without ``weights_only`` advice."""
+    if isinstance(err, KeyError):
+        return f"no {err.args[0]!r}" if err.args else "KeyError"
+    line = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "").split(". ")[0]
+    return "" if "weights_only" in line else line[:160]
+
+
 # --------------------------------------------------------------------------- training state
-
-
-def _load_pt(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_state(path: Path, state: dict) -> None:
@@ -139,12 +261,9 @@ def save_state(path: Path, state: dict) -> None:
 
 def load_state(path: Path) -> dict:
     """A training state written by :func:`save_training` (weights only: never runs code)."""
-    try:
-        state = _load_pt(path)
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise UserError(f"cannot load training state {path}: {err}") from None
+    state = _load_pt(path, "training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise UserError(f"{path} is not a vid2vid_lite training state (latest.pt of a run)")
+        raise UserError(f"{path} is not a vid2vid_lite training state; {USE_STATE}")
     return state
 
 
