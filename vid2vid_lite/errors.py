@@ -22,6 +22,11 @@ class UserError(Exception):
     """An error caused by the user's input; its message says what is wrong and what to do."""
 
 
+class InputDamaged(UserError):
+    """An input that FFmpeg stopped decoding midway: the frames before the damage are good
+    (``run on_error=keep`` writes them)."""
+
+
 def ffmpeg_message(err: Exception) -> str:
     """FFmpeg's own words for a PyAV error, without PyAV's call details."""
     return getattr(err, "strerror", None) or str(err)

@@ -8,6 +8,11 @@ the end of the stream; timestamps are made strictly increasing (a frame without 
 that does not increase, as in MPEG program streams and raw elementary streams, is shown one
 nominal frame after the previous; after a jump of more than a minute the frames keep their
 spacing from one nominal frame on).
+
+A header's frame count and duration are hints: a file that ends before them without an error is
+read in full (``VideoSource.shortfall`` notes a large difference); only a demuxer or decoder error
+is damage.  A reader that starts midway seeks where a seek on the file was proven to work
+(:func:`presentation_timestamps`), else it decodes from the beginning.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..errors import UserError, ffmpeg_message
+from ..errors import InputDamaged, UserError, ffmpeg_message
 from .base import Frame, Prefetcher, VideoInfo
 
 
@@ -65,32 +70,33 @@ class VideoSource:
         ...     for frame in src: frame.image.shape  # (H, W, 3) uint8
 
     Raises:
-        UserError: the file is missing, not media, has no video stream, or is damaged.
-            For a damaged file the frames before the damage are yielded first, then the error
-            is raised; ``damage`` holds the message afterwards.
+        UserError: the file is missing, not media, or has no video stream.
+        InputDamaged: a demuxer or decoder error midway: the frames before the damage are
+            yielded first, then the error is raised; ``damage`` holds the message afterwards.
+
+    A file that simply ends before the frame count or duration its header gives is no damage:
+    every frame is yielded, and where the difference exceeds :attr:`SHORTFALL_SECONDS` or
+    :attr:`SHORTFALL_FRACTION` of what the header says, ``shortfall`` holds one warning line
+    once iteration has reached the end (else None).
     """
 
     #: A longer gap between two frames (seconds) is a discontinuity, not a still picture.
     MAX_GAP = 60
+    #: Headers miscount (AVIs one or two frames over, ASF durations with the preroll): a
+    #: shortfall is worth a warning beyond this many seconds or this share of the header's value.
+    SHORTFALL_SECONDS = 1.0
+    SHORTFALL_FRACTION = 0.01
 
     def __init__(
         self, path: str | Path, queue_size: int = 8, start: int = 0, timestamps: list[int] | None = None
     ) -> None:
-        """``start`` skips to that frame (by seeking to the key frame before it); the frame
-        order comes from ``timestamps`` (:func:`presentation_timestamps`), computed if None."""
+        """``start`` skips to that frame (by seeking to the key frame before it, else by decoding
+        from the beginning); the frame order comes from ``timestamps``
+        (:func:`presentation_timestamps`), computed if None."""
         self.path = Path(path)
         self.damage: str | None = None
-        try:
-            container = av.open(str(self.path))
-        except FileNotFoundError:
-            raise UserError(f"input not found: {self.path}") from None
-        except READ_ERRORS as err:
-            raise _unreadable(self.path, err) from None
-        try:
-            first, frames = self._open_stream(container)
-        except BaseException:
-            container.close()
-            raise
+        self.shortfall: str | None = None
+        first, frames = self._open()
         stream = self._stream
         rotation = round(first.rotation or 0) % 360  # 0, 90, 180 or 270, counter-clockwise
         rate = stream.average_rate or stream.guessed_rate
@@ -107,16 +113,34 @@ class VideoSource:
             num_frames=self._declared,
             time_base=stream.time_base,
             rotation=rotation,
-            has_audio=bool(container.streams.audio),
+            has_audio=bool(self._container.streams.audio),
         )
         # pts ticks of one nominal frame: for frames whose timestamps must be made up.
         self._step = max(1, round(1 / (Fraction(rate or 25) * stream.time_base))) if stream.time_base else 1
-        index = 0
+        index, skip = 0, 0
         if start > 0:
-            first, frames, index = self._seek(start, timestamps)
+            try:
+                first, frames, index, skip = self._seek(start, timestamps, first, frames)
+            except BaseException:
+                self._container.close()
+                raise
         self._prefetch = Prefetcher(
-            lambda: self._frames(first, frames, index), maxsize=queue_size, name="v2v-decode"
+            lambda: self._frames(first, frames, index, skip), maxsize=queue_size, name="v2v-decode"
         )
+
+    def _open(self) -> tuple[av.VideoFrame, Iterator[av.VideoFrame]]:
+        """Open the file and decode its first frame: ``(frame, the rest)``."""
+        try:
+            container = av.open(str(self.path))
+        except FileNotFoundError:
+            raise UserError(f"input not found: {self.path}") from None
+        except READ_ERRORS as err:
+            raise _unreadable(self.path, err) from None
+        try:
+            return self._open_stream(container)
+        except BaseException:
+            container.close()
+            raise
 
     def _open_stream(self, container) -> tuple[av.VideoFrame, Iterator[av.VideoFrame]]:
         """Set up the first video stream and decode its first frame: ``(frame, the rest)``."""
@@ -130,7 +154,7 @@ class VideoSource:
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = codec_threads()
             self._declared = stream.frames or None
-            self._expected_end = self._declared_end(container, stream)
+            self._promised = self._declared_span(container, stream)
             frames = self._decode()
             first = next(frames, None)
         except READ_ERRORS as err:
@@ -142,11 +166,14 @@ class VideoSource:
             raise UserError(f"{self.path} has a video stream but no frame could be decoded")
         return first, frames
 
-    def _seek(self, start: int, timestamps: list[int] | None):
-        """Position the decoder on frame ``start``: ``(that frame, the rest, start)``."""
+    def _seek(self, start: int, timestamps: list[int] | None, first: av.VideoFrame, rest: Iterator[av.VideoFrame]):
+        """Position the reader on frame ``start``: ``(first frame, the rest, its index, frames
+        to drop)``.  By a seek where the file's timestamps allow one; where they do not, or the
+        seek fails or lands past the frame, by decoding from the beginning and dropping the
+        frames before ``start`` (their timestamps made up as a full read makes them)."""
         timestamps = timestamps if timestamps is not None else presentation_timestamps(self.path)
         if timestamps is None:
-            raise ValueError(f"{self.path} has no frame-accurate timestamps to seek by")
+            return first, rest, 0, start
         if start >= len(timestamps):
             raise ValueError(f"{self.path} has {len(timestamps)} frames; cannot start at {start}")
         target = timestamps[start]
@@ -155,23 +182,41 @@ class VideoSource:
             frames = self._decode()
             for frame in frames:
                 if frame.pts is not None and frame.pts >= target:
-                    return frame, frames, start
-        except READ_ERRORS as err:
-            raise UserError(f"{self.path} is damaged: frame {start} cannot be decoded ({ffmpeg_message(err)})") from None
-        raise UserError(f"{self.path} is damaged: frame {start} cannot be decoded")
+                    if frame.pts == target:
+                        return frame, frames, start, 0
+                    break  # past it: the frames between would be lost
+        except READ_ERRORS:
+            pass  # the demuxer cannot seek after all: a decode error would show when read in order
+        self._container.close()
+        first, rest = self._open()
+        return first, rest, 0, start
 
     @staticmethod
-    def _declared_end(container, stream) -> float | None:
-        """End time (seconds) the header promises for the video, where it says so.
+    def _declared_span(container, stream) -> tuple[float, float] | None:
+        """``(start, end)`` (seconds) the header promises for the video, where it says so.
 
-        Used to notice truncated files whose header has no frame count (Matroska).  The
-        container's duration only counts when the video is its only stream: audio may
+        The container's duration only counts when the video is its only stream: audio may
         legitimately run longer than the video."""
         if stream.duration and stream.time_base:
             start = stream.start_time or 0
-            return float((start + stream.duration) * stream.time_base)
+            return float(start * stream.time_base), float((start + stream.duration) * stream.time_base)
         if container.duration and len(container.streams) == 1:
-            return (container.start_time or 0) / av.time_base + container.duration / av.time_base
+            start = (container.start_time or 0) / av.time_base
+            return start, start + container.duration / av.time_base
+        return None
+
+    def _shortfall(self, count: int, end: float | None) -> str | None:
+        """A warning where ``count`` frames ending at ``end`` (seconds) fall well short of the
+        header's frame count or duration."""
+        fps = self.info.fps or 25.0
+        if self._declared and self._declared - count > min(
+            self.SHORTFALL_SECONDS * fps, self.SHORTFALL_FRACTION * self._declared
+        ):
+            return f"{self.path}: the header promised {self._declared} frames; {count} decoded"
+        if self._promised is not None and end is not None:
+            start, stop = self._promised
+            if stop - end > min(self.SHORTFALL_SECONDS, self.SHORTFALL_FRACTION * (stop - start)):
+                return f"{self.path}: the header promised {stop - start:.2f} s; frames end at {end - start:.2f} s"
         return None
 
     def _decode(self) -> Iterator[av.VideoFrame]:
@@ -185,8 +230,12 @@ class VideoSource:
             frame = frame.reformat(width=width, height=height)
         return _upright(frame.to_ndarray(format="rgb24"), self.info.rotation)
 
-    def _frames(self, first: av.VideoFrame, rest: Iterator[av.VideoFrame], index: int = 0) -> Iterator[Frame]:
-        frame = first
+    def _frames(
+        self, first: av.VideoFrame, rest: Iterator[av.VideoFrame], index: int = 0, skip: int = 0
+    ) -> Iterator[Frame]:
+        """Frames from ``first`` (frame ``index``) on, but for the first ``skip`` (not converted
+        to RGB); then ``shortfall`` is set."""
+        frame = last = first
         tb = self._stream.time_base
         last_pts = None
         shift = 0  # added to every later timestamp after a jump
@@ -202,30 +251,18 @@ class VideoSource:
                     # frames from here on keep their spacing, one nominal frame on.
                     shift -= pts - last_pts - self._step
                     pts = last_pts + self._step
-                last_pts = pts
-                time = float(pts * tb) if tb else None
-                yield Frame(image=self._rgb(frame), index=index, pts=pts, time=time)
+                last_pts, last = pts, frame
+                if index >= skip:
+                    time = float(pts * tb) if tb else None
+                    yield Frame(image=self._rgb(frame), index=index, pts=pts, time=time)
                 index += 1
                 frame = next(rest, None)
         except READ_ERRORS as err:
             self.damage = f"{self.path} is damaged after frame {index}: {ffmpeg_message(err)}"
-            raise UserError(self.damage) from None
-        if self._declared and index < self._declared:
-            self.damage = (
-                f"{self.path} ends early: {index} of {self._declared} frames could be decoded "
-                "(truncated or damaged file)"
-            )
-            raise UserError(self.damage)
-        last_time = float(last_pts * tb) if tb and last_pts is not None else None
-        if self._expected_end is not None and last_time is not None:
-            # Allow the last frame's own duration (a few frame intervals at low frame rates).
-            slack = 3.0 / (self.info.fps or 10.0) + 0.05
-            if last_time + slack < self._expected_end:
-                self.damage = (
-                    f"{self.path} ends early: frames stop at {last_time:.2f} s of "
-                    f"{self._expected_end:.2f} s (truncated or damaged file)"
-                )
-                raise UserError(self.damage)
+            raise InputDamaged(self.damage) from None
+        # The frames end where the last one's display ends.
+        end = float((last_pts + (last.duration or self._step)) * tb) if tb and last_pts is not None else None
+        self.shortfall = self._shortfall(index, end)
 
     def __iter__(self) -> Iterator[Frame]:
         return iter(self._prefetch)
@@ -247,7 +284,9 @@ def presentation_timestamps(path: str | Path) -> list[int] | None:
 
     None where the packets' timestamps cannot be trusted to name each frame once: a format
     whose timestamps are guessed or may jump (raw streams, MPEG-PS/TS), a packet without one,
-    or two packets with the same one.  Such a file is read from start to end instead."""
+    or two packets with the same one; and where one seek, to a key frame near the middle, does
+    not decode that very frame (SWF cannot seek at all).  Such a file is read from start to end
+    instead."""
     try:
         with av.open(str(path)) as container:
             if container.format.flags & _UNRELIABLE_TIMESTAMPS:
@@ -255,16 +294,35 @@ def presentation_timestamps(path: str | Path) -> list[int] | None:
             stream = _video_stream(container)
             if stream is None:
                 return None
-            pts = []
+            pts, keys = [], []
             try:
                 for packet in container.demux(stream):
                     if packet.size:
                         if packet.pts is None:
                             return None
                         pts.append(packet.pts)
+                        if packet.is_keyframe:
+                            keys.append(packet.pts)
             except av.FFmpegError:
                 pass  # damaged: the decoder reports it when it gets there
     except READ_ERRORS:
         return None
     pts.sort()
-    return pts if all(a < b for a, b in zip(pts, pts[1:])) else None
+    if not keys or not all(a < b for a, b in zip(pts, pts[1:])):
+        return None
+    return pts if _seek_lands(path, sorted(keys)[len(keys) // 2]) else None
+
+
+def _seek_lands(path: str | Path, target: int) -> bool:
+    """Whether a seek to the key frame at ``target`` (and decoding on) gives that very frame,
+    without passing it.  Typically one seek and a frame or two of decoding."""
+    try:
+        with av.open(str(path)) as container:
+            stream = _video_stream(container)
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is not None and frame.pts >= target:
+                    return frame.pts == target
+    except READ_ERRORS:
+        pass
+    return False
