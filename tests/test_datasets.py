@@ -247,7 +247,7 @@ def test_restore_videos_and_flows_are_prepared_once_and_keyed_by_content(real_cl
     assert len(calls) == 2
     other = prepare_video(discover(real_clip, None, task)[0], settings(task, flow="source", seed=7))
     assert len(calls) == 3 and not np.array_equal(other.open()["a"], a1)
-    assert not list((tmp_path / "cache").rglob(".*tmp-*"))  # no half-written entries
+    assert not list((tmp_path / "cache").rglob("*.v2v-tmp-*"))  # no half-written entries
 
 
 def test_clips_never_span_a_scene_cut(tmp_path, real_frames, settings):

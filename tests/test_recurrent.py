@@ -15,7 +15,7 @@ from vid2vid_lite.engine.trainer import translate_frames
 from vid2vid_lite.engine.translator import Translator
 from vid2vid_lite.flow import DISFlow
 from vid2vid_lite.image import image_to_tensor, tensor_to_image
-from vid2vid_lite.io import open_source
+from vid2vid_lite.io import open_sink, open_source, read_video
 from vid2vid_lite.nn import build_generator
 from vid2vid_lite.scene import SceneCutDetector
 
@@ -89,27 +89,17 @@ def test_validation_matches_a_plain_loop():
     assert torch.equal(got, torch.cat(outputs))
 
 
-class Frames:
-    """A sink that keeps the frames."""
-
-    def __init__(self):
-        self.frames = []
-
-    def write(self, image, pts=None):
-        self.frames.append(image)
-
-
 @pytest.mark.parametrize("use_validity", [True, False])
 def test_the_translator_matches_a_plain_loop(tmp_path, use_validity):
-    """One segment: scene cuts, DIS flow computed ahead on threads, fed back outputs."""
+    """One part: scene cuts, DIS flow computed ahead on threads, fed back outputs."""
     frames = clip_with_a_cut()
     clip = make_clip(tmp_path / "c.mkv", frames, codec="ffv1")
     model = tiny(use_validity=use_validity)
     task = get_task("restore")
-    sink = Frames()
-    with open_source(clip) as source:
+    with open_source(clip) as source, open_sink(tmp_path / "out", like=source.info) as sink:  # lossless PNGs
         stats = Translator(model, task, torch.device("cpu"), batch=1, precision="fp32").translate(source, sink, progress=False)
-    assert stats.cuts == 1 and len(sink.frames) == len(frames)
+    got = read_video(tmp_path / "out")[0]
+    assert stats.cuts == 1 and len(got) == len(frames)
 
     expected, detector, dis, y_prev, previous = [], SceneCutDetector(), DISFlow("fast"), None, None
     with torch.inference_mode(), open_source(clip) as source:
@@ -122,7 +112,7 @@ def test_the_translator_matches_a_plain_loop(tmp_path, use_validity):
                 r = model(x, x_prev=x_prev, y_prev=y_prev, flow=flow, valid=valid, reset=torch.tensor([False]))
             x_prev, y_prev, previous = x, r.out.float(), frame
             expected.append(tensor_to_image(y_prev)[0])
-    assert all(np.array_equal(a, b) for a, b in zip(sink.frames, expected))
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected))
 
 
 def test_rows_that_join_and_leave_step_like_rows_of_their_own():

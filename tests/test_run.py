@@ -3,7 +3,10 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from media import audio_packets, frame_times, make_audio_only, make_clip, moving_pattern, tiny_checkpoints
 
@@ -73,18 +76,54 @@ def test_multirun_sweep_writes_one_output_per_job(tmp_path, weights):
     assert not (tmp_path / "c_v2v.mp4").exists()
 
 
+def damaged_midway(clip: Path, target: Path) -> tuple[Path, int]:
+    """A copy of ``clip`` with garbage in its middle where FFmpeg reports an error after some
+    frames (checked with plain PyAV): ``(path, frames decoded before the error)``."""
+    data = clip.read_bytes()
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        damaged = bytearray(data)
+        at = int(rng.integers(len(data) // 3, 2 * len(data) // 3))
+        damaged[at : at + 40] = rng.integers(0, 256, 40, dtype=np.uint8).tobytes()
+        target.write_bytes(damaged)
+        decoded = 0
+        try:
+            with av.open(str(target)) as container:
+                for _ in container.decode(video=0):
+                    decoded += 1
+        except av.FFmpegError:
+            if decoded:
+                return target, decoded
+    raise AssertionError("no damaged copy found")
+
+
 def test_damaged_input_keep_writes_readable_part(tmp_path, weights):
+    clip = make_clip(tmp_path / "full.mkv", moving_pattern(60, 32, 48))
+    damaged, decoded = damaged_midway(clip, tmp_path / "damaged.mkv")
+    failed = run(damaged, f"weights={weights['framewise']}", f"output={tmp_path / 'a.mp4'}")
+    assert failed.returncode == 2 and "is damaged after frame" in failed.stderr and "Traceback" not in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.mkv", "full.mkv"]  # nothing left
+    kept = run(damaged, f"weights={weights['framewise']}", f"output={tmp_path / 'b.mp4'}", "on_error=keep")
+    assert kept.returncode == 0, kept.stderr
+    assert "is damaged after frame" in kept.stderr and f"kept the {decoded} frames" in kept.stderr
+    assert len(frame_times(tmp_path / "b.mp4")) == decoded
+
+
+def test_a_file_cut_short_is_translated_in_full_with_a_warning(tmp_path, weights):
+    """A download cut short (no error, only fewer frames than the header says): every frame
+    FFmpeg decodes is translated, exit 0, one warning line."""
     clip = make_clip(tmp_path / "full.mkv", moving_pattern(60, 32, 48))
     data = clip.read_bytes()
     cut = tmp_path / "cut.mkv"
     cut.write_bytes(data[: len(data) // 2])
-    failed = run(cut, f"weights={weights['framewise']}", f"output={tmp_path / 'a.mp4'}")
-    assert failed.returncode == 2 and "ends early" in failed.stderr and "Traceback" not in failed.stderr
-    assert not (tmp_path / "a.mp4").exists()
-    kept = run(cut, f"weights={weights['framewise']}", f"output={tmp_path / 'b.mp4'}", "on_error=keep")
-    assert kept.returncode == 0, kept.stderr
-    assert "ends early" in kept.stderr
-    assert 0 < len(frame_times(tmp_path / "b.mp4")) < 60
+    with av.open(str(cut)) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert 0 < decoded < 60
+    result = run(cut, f"weights={weights['temporal']}", f"output={tmp_path / 'o.mp4'}", "batch=2")
+    assert result.returncode == 0, result.stderr
+    assert len(frame_times(tmp_path / "o.mp4")) == decoded
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "the header promised" in warnings[0]
 
 
 @pytest.mark.parametrize(

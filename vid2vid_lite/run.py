@@ -20,18 +20,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from .checkpoint import checkpoint_task, load_generator
+from .checkpoint import checkpoint_task, load_generator, resolve_weights
 from .cli import lift_positional, pick_device
 from .demo import run_demo
 from .engine.allocator import keep_freed_memory
 from .engine.precision import PRECISIONS
 from .engine.streams import check_guide
 from .engine.translator import Translator
-from .errors import UserError, report_user_errors
-from .io import Source, VideoInfo, is_video_path, open_sink, open_source
+from .errors import InputDamaged, UserError, report_user_errors
+from .io import Source, VideoInfo, check_writable, is_video_path, open_sink, open_source
 from .io.audio import audio_fits
+from .io.job import JobFolder, file_digest, fingerprint
 
 DEFAULT_SUFFIX = "_v2v"
+#: The options that change the output's frames: a job continues only where they are the same.
+OUTPUT_OPTIONS = ("warmup", "scene_cut", "stability", "resize", "dis_preset", "flow_check", "fps", "crf",
+                  "preset", "side_by_side")
 
 
 def default_output(info: VideoInfo, folder: Path | None = None) -> Path:
@@ -112,6 +116,29 @@ def stability_for(value, model, weights) -> float:
     return number
 
 
+def job_identity(cfg: DictConfig, info: VideoInfo, guide: Source | None, precision: str, device) -> dict:
+    """What a job's output depends on (io/job.py): input, guide, weights (hashed) and the
+    options that change its frames."""
+    return {
+        "input": fingerprint(info.path),
+        "guide": fingerprint(guide.info.path) if guide is not None else None,
+        "weights": file_digest(resolve_weights(str(cfg.weights)), whole=True),
+        "options": {key: cfg.get(key) for key in OUTPUT_OPTIONS},
+        "precision": precision,
+        "device": device.type,
+    }
+
+
+def positive_number(key: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0.0
+    if not 0 < number < float("inf"):
+        raise UserError(f"{key}={value} is not a positive number")
+    return number
+
+
 def translate(cfg: DictConfig) -> Path:
     """Do the work of one ``run`` invocation; returns the output path."""
     if not cfg.input:
@@ -120,9 +147,10 @@ def translate(cfg: DictConfig) -> Path:
         raise UserError(f"on_error={cfg.on_error} is not known; use fail or keep")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision={cfg.precision} is not known; use {', '.join(PRECISIONS)}")
-    for key in ("flow_check", "scene_cut", "side_by_side", "compile", "progress"):
+    for key in ("flow_check", "scene_cut", "side_by_side", "compile", "progress", "fresh"):
         if not isinstance(cfg.get(key), bool):
             raise UserError(f"{key}={cfg.get(key)} is not true or false")
+    part_seconds = positive_number("part_seconds", cfg.part_seconds)
     device = pick_device(cfg.device)
     model, config = load_generator(str(cfg.weights), device)
     task = checkpoint_task(config)
@@ -141,35 +169,73 @@ def translate(cfg: DictConfig) -> Path:
             stack.enter_context(guide)
             check_guide(info, guide.info)  # before any output exists
         output = resolve_output(cfg, info, None if guide is None else guide.info)
-        size = dict(width=info.width * task.scale, height=info.height * task.scale)
-        options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
-                       keep_damaged_audio=cfg.on_error == "keep")
-        sinks = [open_sink(output, like=info, **size, **options)]
-        if cfg.side_by_side:
-            sbs = side_by_side_path(output)
-            sinks.append(open_sink(sbs, like=info, width=2 * size["width"], height=size["height"], **options))
+        check_writable(output)
+        job = JobFolder(output)
+        note = job.start(job_identity(cfg, info, guide, translator.precision, device), fresh=cfg.fresh)
+        if note:
+            print(note, file=sys.stderr)
+        # A run cut short (Ctrl-C, a crash) keeps its complete parts for the same command to
+        # continue; one refused for its input or options would only be refused again.
+        keep_parts = True
         try:
-            stats = translator.translate(source, *sinks, progress=cfg.progress, guide=guide)
-        except UserError:
-            if cfg.on_error != "keep" or source.damage is None:
-                for sink in sinks:
-                    sink.abort()
+            stats = _translate_job(cfg, translator, task, source, guide, output, job, part_seconds)
+            keep_parts = False
+        except InputDamaged as err:
+            keep_parts = False
+            if cfg.on_error != "keep":
                 raise
-            for sink in sinks:
-                sink.close()
-            print(f"warning: {source.damage}; kept the {sinks[0].frames_written} frames before it", file=sys.stderr)
+            print(f"warning: {err}; kept the {err.frames_kept} frames before it", file=sys.stderr)
             return output
-        except BaseException:
+        except UserError:
+            keep_parts = False
+            raise
+        finally:
+            job.close(keep_parts=keep_parts)
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    batch = f", batch {stats.batch}" if stats.batch > 1 else ""  # batch=auto: what it picked
+    kept = f" (and {stats.kept_frames} kept from the interrupted run)" if stats.kept_frames else ""
+    print(f"{stats.frames} frames{kept} in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {translator.precision}{batch} -> {output}")
+    if cfg.side_by_side:
+        print(f"side by side -> {side_by_side_path(output)}")
+    return output
+
+
+def _translate_job(cfg: DictConfig, translator: Translator, task, source: Source, guide: Source | None,
+                   output: Path, job: JobFolder, part_seconds: float):
+    """Open the sinks (written inside the job folder), translate into them and close them
+    (rename into place); returns the translator's stats.  On ``on_error=keep`` with a damaged input the
+    frames before the damage are closed into the output and :class:`InputDamaged` is raised
+    with ``frames_kept`` set."""
+    info = source.info
+    size = dict(width=info.width * task.scale, height=info.height * task.scale)
+    options = dict(fps=None if info.kind == "video" else float(cfg.fps), crf=cfg.crf, preset=cfg.preset,
+                   keep_damaged_audio=cfg.on_error == "keep")
+    paths = [output] + ([side_by_side_path(output)] if cfg.side_by_side else [])
+    sinks = []
+    try:
+        for i, path in enumerate(paths):
+            width = size["width"] * (2 if i else 1)
+            temporary = job.work_path(("side_by_side" if i else "output") + path.suffix)
+            sinks.append(open_sink(path, like=info, width=width, height=size["height"], temporary=temporary, **options))
+        stats = translator.translate(source, *sinks, progress=cfg.progress, guide=guide, job=job,
+                                     part_seconds=part_seconds, keep_damaged=cfg.on_error == "keep")
+    except InputDamaged as err:
+        if cfg.on_error != "keep":
             for sink in sinks:
                 sink.abort()
             raise
         for sink in sinks:
             sink.close()
-    batch = f", batch {stats.batch}" if stats.batch > 1 else ""  # batch=auto: what it picked
-    print(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} fps), {translator.precision}{batch} -> {output}")
-    if cfg.side_by_side:
-        print(f"side by side -> {side_by_side_path(output)}")
-    return output
+        err.frames_kept = sinks[0].frames_written
+        raise
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    for sink in sinks:
+        sink.close()
+    return stats
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="run")

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import UserError
 from ..image import processing_size
 from ..io import READABLE_VIDEO_SUFFIXES, list_images, open_source
+from ..io.base import is_temporary
 from ..io.formats import natural_key
 from ..scene import SceneCutDetector
 from .flow_cache import (
@@ -71,7 +72,8 @@ def list_sequences(root: Path) -> list[Path]:
         raise UserError(f"training data not found: {root}")
     if root.is_file() or _is_frame_folder(root):
         return [root]
-    entries = sorted((p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+    entries = sorted((p for p in root.iterdir() if not p.name.startswith(".") and not is_temporary(p.name)),
+                     key=lambda p: natural_key(p.name))
     found = [p for p in entries if (p.is_file() and p.suffix.lower() in READABLE_VIDEO_SUFFIXES) or _is_frame_folder(p)]
     if not found:
         raise UserError(

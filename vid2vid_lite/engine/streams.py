@@ -1,9 +1,20 @@
-"""How frames reach the translator: a video cut into segments that run side by side
-(:func:`plan_segments`), and an input walked in step with its guide video (:func:`paired`)."""
+"""How frames reach the translator: the video cut into parts (:class:`Part`), parts spread
+over lanes that run side by side (:func:`split_lanes`), each part with the frames that warm a
+temporal model up before it (:func:`part_pairs`), and an input walked in step with its guide
+video (:func:`paired`).
+
+Parts are the unit of work and of a job's crash safety (io/job.py): fixed frame ranges, each
+translated on its own.  A temporal model starts every part afresh, warmed up on the ``warmup``
+frames before it, so a part's frames are the same whether the parts before it ran in this
+process, in another lane or in an earlier, interrupted run.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,40 +22,125 @@ import numpy as np
 from ..errors import UserError
 from ..io import Frame, Source, VideoInfo
 
+Pair = tuple[Frame, "np.ndarray | None"]  # a frame and its guide image
+
 
 @dataclass(frozen=True)
-class Segment:
-    """Frames ``[start, end)`` of the video, read from ``read_from`` (``start - warmup``); the
-    last segment has ``end`` None: it runs to the end of the video, however many frames the
-    decoder gives."""
+class Part:
+    """Frames ``[start, end)`` of the video, part ``index`` of the job; ``end`` None: to the
+    end of the video, however many frames the decoder gives."""
 
-    read_from: int
+    index: int
     start: int
     end: int | None
 
 
-def plan_segments(num_frames: int, batch: int, warmup: int) -> list[Segment]:
-    """Cut ``num_frames`` into at most ``batch`` equal segments, each (but the first) warmed up
-    by ``warmup`` frames.  Segments shorter than twice the warm-up are not worth it: fewer
-    segments are used then."""
-    count = max(1, min(batch, num_frames // max(1, 2 * warmup)))
-    bounds = [round(i * num_frames / count) for i in range(count)] + [None]
-    return [
-        Segment(read_from=max(0, start - warmup) if i else 0, start=start, end=end)
-        for i, (start, end) in enumerate(zip(bounds, bounds[1:]))
-    ]
+def part_size(seconds: float, fps: float | None, total: int | None = None, lanes: int = 1, warmup: int = 0) -> int:
+    """Frames in a part: ``seconds`` of video, and, where ``lanes`` parts are to run side by
+    side, no more than an equal share of ``total`` (but at least twice the warm-up: shorter
+    parts are not worth their warm-up)."""
+    frames = max(1, round(seconds * (fps or 25.0)))
+    if total and lanes > 1:
+        frames = min(frames, max(2 * warmup, math.ceil(total / lanes)))
+    return max(1, frames)
+
+
+def parts_to_do(part_frames: int, total: int | None, done: Iterable[int] = ()) -> Iterator[Part]:
+    """The parts not yet ``done``, in order; the last runs to the end of the video.  With
+    ``total`` None (a video read start to end, whose length is not known) parts are made until
+    the reader runs out."""
+    done = set(done)
+    count = math.ceil(total / part_frames) if total else None
+    for i in range(count) if count is not None else itertools.count():
+        if i not in done:
+            last = count is not None and i == count - 1
+            yield Part(i, i * part_frames, None if last else (i + 1) * part_frames)
+
+
+def split_lanes(parts: list[Part], lanes: int) -> list[list[Part]]:
+    """At most ``lanes`` contiguous groups of ``parts``, as equal as they come."""
+    lanes = max(1, min(lanes, len(parts)))
+    bounds = [round(i * len(parts) / lanes) for i in range(lanes + 1)]
+    return [parts[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+
+
+def runs(parts: list[Part]) -> list[list[Part]]:
+    """``parts`` in runs of parts that follow each other (one reader serves a run)."""
+    out: list[list[Part]] = []
+    for part in parts:
+        if out and out[-1][-1].end == part.start:
+            out[-1].append(part)
+        else:
+            out.append([part])
+    return out
+
+
+def part_pairs(pairs: Iterable[Pair], parts: Iterable[Part], warmup: int) -> Iterator[tuple[Part, Iterator[Pair]]]:
+    """For each part of ``parts`` (in order; ``pairs`` starts at or before the first one's
+    warm-up), the pairs a temporal model needs for it: the ``warmup`` frames before it, then its
+    own.  Frames of the parts in between (already done) are read and passed over.  Each part's
+    iterator must be used up before the next part's is taken.  Ends where ``pairs`` does."""
+    pairs = iter(pairs)
+    recent: deque[Pair] = deque(maxlen=warmup)
+    for part in parts:
+        first = None
+        for pair in pairs:
+            if pair[0].index >= part.start:
+                first = pair
+                break
+            recent.append(pair)
+        if first is None:
+            return
+        yield part, itertools.chain(list(recent), _own_frames(first, pairs, part, recent))
+
+
+def _own_frames(first: Pair, pairs: Iterator[Pair], part: Part, recent: deque) -> Iterator[Pair]:
+    """A part's frames from ``first`` on, each also kept in ``recent`` (the next part's
+    warm-up)."""
+    rest = pairs if part.end is None else itertools.islice(pairs, part.end - part.start - 1)
+    for pair in itertools.chain([first], rest):
+        recent.append(pair)
+        yield pair
+
+
+def part_batches(pairs: Iterable[Pair], part_frames: int, done: Iterable[int], size: int) -> Iterator[tuple[int, list[Pair]]]:
+    """Consecutive pairs in batches of at most ``size`` that never straddle a part (so a
+    part's batches are the same whatever part a run starts at); pairs of ``done`` parts are
+    passed over.  After a part's last batch, ``(part, [])`` says it has ended."""
+    done = set(done)
+    current, batch = None, []
+    for pair in pairs:
+        part = pair[0].index // part_frames
+        if part != current:
+            if batch:
+                yield current, batch
+                batch = []
+            if current is not None and current not in done:
+                yield current, []
+            current = part
+        if part in done:
+            continue
+        batch.append(pair)
+        if len(batch) == size:
+            yield part, batch
+            batch = []
+    if batch:
+        yield current, batch
+    if current is not None and current not in done:
+        yield current, []
 
 
 def check_guide(info: VideoInfo, guide: VideoInfo, frames: int | None = None, guide_frames: int | None = None) -> None:
     """:class:`UserError` where ``guide`` cannot go with the input ``info``: another frame size,
-    or another frame count where both are known (``frames`` / ``guide_frames``: exact counts,
-    by default the sources' own, which a video's container may not know)."""
+    or another frame count where both are known (``frames`` / ``guide_frames``: exact counts;
+    by default a frame folder's own; a video header's count is only a hint)."""
     if guide.size != info.size:
         raise UserError(
             f"size mismatch: the input {info.path} is {info.width}x{info.height} but the guide {guide.path} "
             f"is {guide.width}x{guide.height}; the guide must be the video the input was processed from"
         )
-    frames, guide_frames = frames or info.num_frames, guide_frames or guide.num_frames
+    frames = frames or (info.num_frames if info.kind == "frames" else None)
+    guide_frames = guide_frames or (guide.num_frames if guide.kind == "frames" else None)
     if frames and guide_frames and frames != guide_frames:
         raise UserError(
             f"frame count mismatch: the input {info.path} has {frames} frames but the guide {guide.path} "

@@ -3,26 +3,28 @@
 Pipeline (the stages overlap; the queues between them are bounded):
 
     decode thread -> model input per task -> flow (DIS worker threads, for temporal models fed
-    by DIS) -> generator on the device -> uint8 frames -> encode thread (sink) -> rename
+    by DIS) -> generator on the device -> uint8 frames -> encode threads (one a part) -> join
 
-Frame-wise models batch ``batch`` consecutive frames.  A temporal model feeds back its own
-previous output, so consecutive frames cannot share a batch; instead the video is cut into
-``batch`` segments processed side by side as one batch.  Each segment after the first starts
-``warmup`` frames early; those frames only warm the recurrent state up and are thrown away, so
-no seam shows.  The first segment is encoded straight into the output; each of the others is
-encoded at the same time by an encoder of its own into a packet file beside it (bounded
-memory), and the packets are appended in order at the end, without decoding or re-encoding.  The
-recurrent state also resets at scene cuts (``scene_cut``).
+The video is cut into parts (engine/streams.py): fixed ranges of about ten seconds, each
+encoded on its own into the job folder (io/job.py, io/parts.py) and marked complete there, so
+that a run that dies is continued from its last complete part by the same command.  At the end
+the parts are joined into the output without re-encoding.
+
+Frame-wise models batch ``batch`` consecutive frames of a part.  A temporal model feeds back
+its own previous output, so consecutive frames cannot share a batch; instead the parts are
+spread over ``batch`` lanes that run side by side as one batch.  A temporal model starts every
+part afresh, ``warmup`` frames early; those frames only warm the recurrent state up and are
+thrown away, so no seam shows, and a part's frames do not depend on the lanes, the batch or an
+interruption before it.  The recurrent state also resets at scene cuts (``scene_cut``).
 
 A guided task (``deflicker``) also reads a guide video (the original that the input was
-processed from): :func:`paired` zips every reader of the input, the first and each later
-segment's, with a reader of the guide opened at the same frame, and fails cleanly when the two
-fall out of step.  The model input is ``Task.model_input(frame, guide)``; the guide feeds the
-flow (``Task.flow_view``) and the scene-cut detector, since the processed video's flicker could
-look like cuts.
+processed from): :func:`paired` zips every reader of the input with a reader of the guide
+opened at the same frame, and fails cleanly when the two fall out of step.  The model input is
+``Task.model_input(frame, guide)``; the guide feeds the flow (``Task.flow_view``) and the
+scene-cut detector, since the processed video's flicker could look like cuts.
 
 On the CPU the model runs in ``workers`` threads, each with its share of the cores: a frame-wise
-model translates ``workers`` batches at once, a temporal model's segments are spread over the
+model translates ``workers`` batches at once, a temporal model's lanes are spread over the
 workers.  Independent forward passes on one core each beat one pass spread over every core,
 whose OpenMP threads wait for each other at every layer, and for any core that the decode,
 encode and flow threads take: on this project's 2-core machine ``run`` is 1.26-1.36x faster
@@ -37,9 +39,8 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -49,12 +50,14 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.tasks import Task
-from ..errors import UserError
+from ..errors import InputDamaged
 from ..flow import DISFlow
 from ..image import image_to_tensor, processing_size, tensor_to_image
 from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
-from .streams import Segment, check_guide, paired, plan_segments
-from ..io.base import BackgroundWriter, Prefetcher
+from ..io.base import Prefetcher
+from ..io.job import JobFolder
+from ..io.parts import PartOutputs
+from .streams import Pair, Part, check_guide, paired, part_batches, part_pairs, part_size, parts_to_do, runs, split_lanes
 from ..scene import SceneCutDetector
 from .precision import autocast_for, resolve_precision
 from .recurrent import Recurrence, input_flow
@@ -79,11 +82,18 @@ def batch_for_memory(free_bytes: int, per_item_bytes: int, cap: int = 16, share:
 
 @dataclass
 class TranslateStats:
+    """What a translation did: ``frames`` translated in ``seconds`` by this run (a continued
+    job's earlier frames in ``kept_frames``), scene ``cuts``, ``segments`` (lanes of parts side
+    by side), the ``batch`` and ``warnings`` about the input (a header that promised more
+    frames than it had)."""
+
     frames: int = 0
     seconds: float = 0.0
     cuts: int = 0
     segments: int = 1
     batch: int = 1
+    kept_frames: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -92,7 +102,7 @@ class TranslateStats:
 
 @dataclass
 class _Step:
-    """One frame on its way through a temporal segment."""
+    """One frame on its way through a temporal lane."""
 
     frame: Frame
     inp: np.ndarray
@@ -101,73 +111,11 @@ class _Step:
     keep: bool = True
 
 
-class _Part(NamedTuple):
-    """A later segment's share of the outputs: a part of the output (and of the side-by-side
-    video), each fed by its own background writer."""
+@dataclass(frozen=True)
+class _PartEnd:
+    """A lane's marker: part ``index`` has had all its frames."""
 
-    out: object
-    writer: BackgroundWriter
-    side: object | None
-    side_writer: BackgroundWriter | None
-
-
-@dataclass
-class _Outputs:
-    """Where translated frames go: the output (and side-by-side) sink through background
-    writers; each later temporal segment writes to parts of them (``sink.part()``: encoded as
-    they come, on their own threads), appended in order by :meth:`finish` without re-encoding."""
-
-    sink: object
-    side_sink: object | None
-    main: BackgroundWriter
-    side: BackgroundWriter | None
-    parts: list[_Part] = field(default_factory=list)
-
-    def add_part(self, first_frame: int) -> None:
-        """Parts for one more later segment, whose first kept frame is ``first_frame``."""
-        out = self.sink.part(first_frame)
-        side = self.side_sink.part(first_frame) if self.side_sink is not None else None
-        self.parts.append(_Part(out, BackgroundWriter(out.write), side, BackgroundWriter(side.write) if side else None))
-
-    @staticmethod
-    def pair(frame: Frame, image: np.ndarray) -> np.ndarray:
-        """input | output, the input scaled to the output's size where they differ."""
-        source = frame.image
-        if source.shape[:2] != image.shape[:2]:
-            source = cv2.resize(source, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_CUBIC)
-        return np.concatenate([source, image], axis=1)
-
-    def put(self, segment: int, frame: Frame, image: np.ndarray) -> None:
-        if segment == 0:
-            main, side = self.main, self.side
-        else:
-            main, side = self.parts[segment - 1].writer, self.parts[segment - 1].side_writer
-        main.put(image, frame.pts)
-        if side is not None:
-            side.put(self.pair(frame, image), frame.pts)
-
-    def finish(self) -> None:
-        self.main.finish()
-        if self.side is not None:
-            self.side.finish()
-        for part in self.parts:
-            part.writer.finish()
-            part.out.close()
-            self.sink.append(part.out)
-            if part.side is not None:
-                part.side_writer.finish()
-                part.side.close()
-                self.side_sink.append(part.side)
-
-    def discard(self) -> None:
-        """Stop every writer thread and drop the parts (the caller aborts the sinks)."""
-        for writer in (self.main, self.side, *(w for p in self.parts for w in (p.writer, p.side_writer))):
-            if writer is not None:
-                writer.stop()
-        for part in self.parts:
-            part.out.abort()
-            if part.side is not None:
-                part.side.abort()
+    index: int
 
 
 class Translator:
@@ -177,10 +125,10 @@ class Translator:
         model: a generator from :func:`vid2vid_lite.nn.build_generator`.
         task: how a frame becomes the model's input.
         device: where the model runs.
-        batch: frames per forward pass (frame-wise) or segments side by side (temporal);
+        batch: frames per forward pass (frame-wise) or lanes of parts side by side (temporal);
             ``"auto"``: 1 on the CPU (two cores gain nothing from batching); on CUDA, measured
             from one forward pass so that the batch fills half the free memory (at most 16).
-        warmup: frames each temporal segment after the first starts early.
+        warmup: frames each part of a temporal model starts early (thrown away).
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (:func:`resolve_precision`); the
             attribute holds the concrete one.
         scene_cut: reset a temporal model's state at detected cuts.
@@ -198,7 +146,7 @@ class Translator:
         workers: model threads on the CPU (``"auto"``: :func:`cpu_workers`; always 1 on CUDA,
             where ``batch`` does this job); each uses ``cores // workers`` torch threads.
             Frame-wise: batches translated at once.  Temporal: with ``batch="auto"`` the video
-            is cut into ``workers`` segments; the segments are spread over the workers.
+            runs ``workers`` lanes of parts; the lanes are spread over the workers.
     """
 
     def __init__(
@@ -251,10 +199,10 @@ class Translator:
 
     def _auto_batch(self, info: VideoInfo) -> int:
         """``batch="auto"``: on CUDA the batch that fits in half the free memory, from the peak
-        memory of one forward pass of one frame at this video's size; on the CPU one segment a
+        memory of one forward pass of one frame at this video's size; on the CPU one lane a
         worker for a temporal model, 1 for a frame-wise one."""
         if self.device.type != "cuda":
-            return self.workers if self.temporal else 1  # CPU: one segment a worker
+            return self.workers if self.temporal else 1  # CPU: one lane a worker
         frame = np.zeros((info.height, info.width, 3), np.uint8)
         inp = self.task.model_input(frame, frame if self.task.guided else None)
         torch.cuda.synchronize(self.device)
@@ -294,94 +242,125 @@ class Translator:
         return self._forward(*self._model_tensor(inputs), **temporal)
 
     # -- frame-wise ----------------------------------------------------------------------
-    def _framewise(self, pairs: Iterator[tuple[Frame, np.ndarray | None]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
-        """Frames with their guide images (:func:`paired`), ``batch`` at a time."""
-        batches = iter(lambda: list(itertools.islice(pairs, self.batch)), [])
+    def _framewise(self, batches: Iterator[tuple[int, list[Pair]]]) -> Iterator[tuple[int, Frame | None, np.ndarray | None]]:
+        """Translate :func:`part_batches`' batches, in order; a part's end passes through as
+        ``(part, None, None)``."""
         if self.workers == 1:
-            for batch in batches:
-                yield from self._framewise_batch(batch)
+            for item in batches:
+                yield from self._framewise_batch(item)
             return
         # Batches in flight on the workers, handed on in order; workers + 1 keeps them all busy.
         with ThreadPoolExecutor(self.workers, thread_name_prefix="v2v-model", initializer=self._worker_threads) as pool:
             ahead: deque = deque()
-            for batch in batches:
-                ahead.append(pool.submit(self._framewise_batch, batch))
-                if len(ahead) > self.workers:
+            try:
+                for item in batches:
+                    ahead.append(pool.submit(self._framewise_batch, item))
+                    if len(ahead) > self.workers:
+                        yield from ahead.popleft().result()
+            except InputDamaged:
+                while ahead:  # the frames read before the damage (on_error=keep writes them)
                     yield from ahead.popleft().result()
+                raise
             while ahead:
                 yield from ahead.popleft().result()
 
-    def _framewise_batch(self, batch: list[tuple[Frame, np.ndarray | None]]) -> list[tuple[int, Frame, np.ndarray]]:
+    def _framewise_batch(self, item: tuple[int, list[Pair]]) -> list[tuple[int, Frame | None, np.ndarray | None]]:
+        part, batch = item
+        if not batch:
+            return [(part, None, None)]
         y = self._run_model([self.task.model_input(frame.image, guide) for frame, guide in batch])
-        return [(0, frame, image) for (frame, _), image in zip(batch, tensor_to_image(y))]
+        return [(part, frame, image) for (frame, _), image in zip(batch, tensor_to_image(y))]
 
     def _worker_threads(self) -> None:
         """A model worker's torch threads: its share of the cores (the setting is per thread)."""
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.workers))
 
     # -- temporal ------------------------------------------------------------------------
-    def _steps(self, pairs: Iterator[tuple[Frame, np.ndarray | None]], segment: Segment,
-               pool: ThreadPoolExecutor) -> Iterator[_Step]:
-        """A segment's frames (with their guide images, :func:`paired`) with cut flags and their
-        flows, computed ahead in ``pool``."""
+    def _steps(self, pairs: Iterator[Pair], part: Part, pool: ThreadPoolExecutor) -> Iterator[_Step]:
+        """A part's frames, warm-up first (with their guide images, :func:`part_pairs`), with
+        cut flags and their flows, computed ahead in ``pool``.  The first frame starts afresh."""
         detector = SceneCutDetector()
         ahead: deque[_Step] = deque()
         previous = None
-        for frame, guide in itertools.islice(pairs, None if segment.end is None else segment.end - segment.read_from):
-            inp = self.task.model_input(frame.image, guide)
-            # A guide (the original video) shows the real cuts; flicker could look like one.
-            cut = detector.is_cut(frame.image if guide is None else guide) if self.scene_cut else previous is None
-            if cut and frame.index >= segment.start and frame.index > segment.read_from:
-                self.stats.cuts += 1  # a cut inside the video, not a reader's first frame
-            flow = None
-            if self.flow_source == "dis" and not cut:
-                flow = pool.submit(input_flow, self.task, self.flow, inp, previous, self.flow_check, self.resize)
-            ahead.append(_Step(frame, inp, cut, flow, keep=frame.index >= segment.start))
-            previous = inp
-            if len(ahead) > 2 * self.flow_workers:
-                yield ahead.popleft()
+        try:
+            for frame, guide in pairs:
+                inp = self.task.model_input(frame.image, guide)
+                # A guide (the original video) shows the real cuts; flicker could look like one.
+                cut = detector.is_cut(frame.image if guide is None else guide) if self.scene_cut else previous is None
+                if cut and previous is not None and frame.index >= part.start:
+                    self.stats.cuts += 1  # a cut inside the video, not the part's fresh start
+                flow = None
+                if self.flow_source == "dis" and not cut:
+                    flow = pool.submit(input_flow, self.task, self.flow, inp, previous, self.flow_check, self.resize)
+                ahead.append(_Step(frame, inp, cut, flow, keep=frame.index >= part.start))
+                previous = inp
+                if len(ahead) > 2 * self.flow_workers:
+                    yield ahead.popleft()
+        except InputDamaged:
+            yield from ahead  # the frames read before the damage (on_error=keep writes them)
+            raise
         yield from ahead
 
-    def _temporal_on_workers(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
-        """Segments spread over the worker threads in contiguous groups (each group one batch);
-        their frames are handed on as they come, each with its segment's index."""
-        threads = min(self.workers, len(streams))
-        if threads == 1:
-            yield from self._temporal(streams)
-            return
-        bounds = [round(i * len(streams) / threads) for i in range(threads + 1)]
+    def _lane(self, parts: Iterator[Part] | list[Part], readers, pool: ThreadPoolExecutor) -> Iterator[_Step | _PartEnd]:
+        """A lane: its parts one after another, each run of consecutive parts from one reader
+        (``readers(first_frame)``, a context manager of pairs), each part followed by its
+        :class:`_PartEnd`."""
+        for run in runs(parts) if isinstance(parts, list) else [parts]:
+            first = run[0].start if isinstance(run, list) else 0
+            with readers(max(0, first - self.warmup)) as pairs:
+                for part, frames in part_pairs(pairs, run, self.warmup):
+                    yield from self._steps(frames, part, pool)
+                    yield _PartEnd(part.index)
 
-        def group(first: int, members: list[Iterator[_Step]]):
-            def produce() -> Iterator[tuple[int, Frame, np.ndarray]]:
+    def _temporal_on_workers(self, lanes: list[Iterator[_Step | _PartEnd]]) -> Iterator[tuple[int, Frame | None, np.ndarray | None]]:
+        """Lanes spread over the worker threads in contiguous groups (each group one batch);
+        their frames are handed on as they come."""
+        threads = min(self.workers, len(lanes))
+        if threads == 1:
+            yield from self._temporal(lanes)
+            return
+        bounds = [round(i * len(lanes) / threads) for i in range(threads + 1)]
+
+        def group(members: list[Iterator[_Step | _PartEnd]]):
+            def produce() -> Iterator[tuple[int, Frame | None, np.ndarray | None]]:
                 self._worker_threads()
-                for b, frame, image in self._temporal(members):
-                    yield first + b, frame, image
+                yield from self._temporal(members)
 
             return produce
 
-        merged = Prefetcher([group(lo, streams[lo:hi]) for lo, hi in zip(bounds, bounds[1:])],
+        merged = Prefetcher([group(lanes[lo:hi]) for lo, hi in zip(bounds, bounds[1:])],
                             maxsize=4 * threads, name="v2v-model")
         try:
             yield from merged
         finally:
             merged.close()
 
-    def _temporal(self, streams: list[Iterator[_Step]]) -> Iterator[tuple[int, Frame, np.ndarray]]:
-        """Step every segment at once: one batch row per segment still running."""
+    def _temporal(self, lanes: list[Iterator[_Step | _PartEnd]]) -> Iterator[tuple[int, Frame | None, np.ndarray | None]]:
+        """Step every lane at once: one batch row per lane still running.  Yields ``(part,
+        frame, image)`` for kept frames and ``(part, None, None)`` at a part's end."""
         recurrence = Recurrence(self._forward, feedback=self._model_size)
-        active = list(range(len(streams)))
+        active = list(range(len(lanes)))
         while active:
-            steps = {b: next(streams[b], None) for b in active}
-            active = [b for b in active if steps[b] is not None]
-            if not active:
+            rows = []
+            for b in active:
+                step = next(lanes[b], None)
+                while isinstance(step, _PartEnd):
+                    yield step.index, None, None
+                    step = next(lanes[b], None)
+                if step is not None:
+                    rows.append((b, step))
+            active = [b for b, _ in rows]
+            if not rows:
                 return
-            rows = [steps[b] for b in active]
-            x, size = self._model_tensor([s.inp for s in rows])
-            flows = [s.flow for s in rows] if self.flow_source == "dis" else None
-            y = recurrence.step(x, reset=[s.cut for s in rows], flow=flows, rows=active, size=size).out
-            for i, (b, step) in enumerate(zip(active, rows)):
+            x, size = self._model_tensor([step.inp for _, step in rows])
+            flows = [step.flow for _, step in rows] if self.flow_source == "dis" else None
+            y = recurrence.step(x, reset=[step.cut for _, step in rows], flow=flows, rows=active, size=size).out
+            for i, (_, step) in enumerate(rows):
                 if step.keep:
-                    yield b, step.frame, tensor_to_image(y[i : i + 1])[0]
+                    yield self._part_of(step.frame), step.frame, tensor_to_image(y[i : i + 1])[0]
+
+    def _part_of(self, frame: Frame) -> int:
+        return frame.index // self.part_frames
 
     @staticmethod
     def _model_size(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -398,21 +377,82 @@ class Translator:
         side_by_side=None,
         progress: bool = True,
         guide: Source | None = None,
+        job: JobFolder | None = None,
+        part_seconds: float = 10.0,
+        keep_damaged: bool = False,
     ) -> TranslateStats:
         """Translate every frame of ``source`` into ``sink`` (each keeps its timestamp); with
         ``side_by_side``, also write input | output there.  A guided task needs ``guide``, a
-        source with the input's frame count and size (else :class:`UserError`)."""
+        source with the input's frame count and size (else :class:`UserError`).
+
+        The parts (``part_seconds`` long) go through ``job``'s folder, whose complete parts an
+        earlier run left are kept; without ``job`` a private folder beside ``sink`` is used and
+        removed.  The sinks get every frame but are not closed: the caller closes (or aborts)
+        them.  On an error the parts still open are dropped and the error is raised; with
+        ``keep_damaged``, an :class:`InputDamaged` input's frames before the damage are joined
+        into the sinks first."""
         # OpenCV's own thread pool (DIS, resizes) would fight the model workers and the other
         # stages for the cores: 1.7x slower temporal runs at 256x256 on 2 cores.  The work is
         # already spread over threads here, so OpenCV runs single-threaded until the end.
         cv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
+        own_job = job is None
+        job = job or JobFolder.scratch(sink.path)
         try:
-            return self._translate(source, sink, side_by_side, progress, guide)
+            return self._translate(source, sink, side_by_side, progress, guide, job, part_seconds, keep_damaged)
         finally:
             cv2.setNumThreads(cv_threads)
+            if own_job:
+                job.close(keep_parts=False)
 
-    def _translate(self, source: Source, sink, side_by_side, progress: bool, guide: Source | None) -> TranslateStats:
+    def _plan(self, source: Source, guide: Source | None, job: JobFolder, part_seconds: float):
+        """``(parts to do, the lanes' count, whether readers may start midway)`` for this
+        video, with the job's part size fixed."""
+        info = source.info
+        done = job.done()
+        lanes = self.batch if self.temporal else 1
+        # Readers start midway (by seeking) for lanes, a continued job and a guide's count.
+        midway = lanes > 1 or bool(done) or guide is not None
+        timestamps = frame_timestamps(info.path) if midway else None
+        total = len(timestamps) if timestamps is not None else (info.num_frames if info.kind == "frames" else None)
+        seekable = midway and total is not None
+        self._total = total or info.num_frames  # for the progress bar; a header's count is a hint
+        self._timestamps = {info.path: timestamps}
+        if guide is not None:
+            guide_timestamps = frame_timestamps(guide.info.path)
+            self._timestamps[guide.info.path] = guide_timestamps
+            guide_total = len(guide_timestamps) if guide_timestamps is not None else (
+                guide.info.num_frames if guide.info.kind == "frames" else None)
+            check_guide(info, guide.info, total, guide_total)
+            seekable = seekable and guide_total is not None
+        self.part_frames = job.plan(part_size(part_seconds, info.fps, total if seekable else None, lanes, self.warmup))
+        parts = parts_to_do(self.part_frames, total if seekable else None, done)
+        return (list(parts) if seekable else parts), lanes, seekable
+
+    def _readers(self, source: Source, guide: Source | None):
+        """``readers(first_frame)``: a context manager of the (frame, guide image) pairs from
+        that frame on; the given readers serve frame 0 once, later ones are opened there."""
+        unused = [True]
+        self._opened = [source]  # the input's readers, for their warnings
+
+        @contextmanager
+        def readers(first: int):
+            if first == 0 and unused[0]:
+                unused[0] = False
+                yield paired(source, guide)
+                return
+            with ExitStack() as own:
+                frames, guides = (
+                    own.enter_context(open_source(s.info.path, start=first, timestamps=self._timestamps.get(s.info.path)))
+                    if s is not None else None for s in (source, guide)
+                )
+                self._opened.append(frames)
+                yield paired(frames, guides)
+
+        return readers
+
+    def _translate(self, source: Source, sink, side_by_side, progress: bool, guide: Source | None,
+                   job: JobFolder, part_seconds: float, keep_damaged: bool) -> TranslateStats:
         info: VideoInfo = source.info
         if self.task.guided != (guide is not None):
             raise ValueError(f"task {self.task.name} {'needs' if self.task.guided else 'takes no'} guide")
@@ -420,56 +460,54 @@ class Translator:
             check_guide(info, guide.info)
         if str(self.batch_spec) == "auto":
             self.batch = self._auto_batch(info)
-        self.stats = TranslateStats()
+        self.stats = TranslateStats(kept_frames=sum(job.done().values()))
         start = time.perf_counter()
-        outputs = _Outputs(sink, side_by_side, BackgroundWriter(sink.write), BackgroundWriter(side_by_side.write) if side_by_side else None)
-        total = info.num_frames
+        parts, lanes, seekable = self._plan(source, guide, job, part_seconds)
+        outputs = PartOutputs(job, sink, side_by_side)
         with ExitStack() as stack:
+            readers = self._readers(source, guide)
             if not self.temporal:
                 self.stats.batch = self.batch
-                steps = self._framewise(paired(source, guide))
+                if seekable and not parts:
+                    events = (event for event in ())  # every part is complete: only the join is left
+                else:
+                    pairs = stack.enter_context(readers(parts[0].start if seekable else 0))
+                    events = self._framewise(part_batches(pairs, self.part_frames, job.done(), self.batch))
             else:
-                timestamps = frame_timestamps(info.path) if self.batch > 1 else None
-                if timestamps is not None:
-                    total = len(timestamps)
-                # Later segments open the guide at their start too: a frame folder, or a video
-                # with timestamps to seek by (else the video runs as one segment).
-                guide_timestamps, seekable = None, True
-                if guide is not None and self.batch > 1:
-                    guide_timestamps = frame_timestamps(guide.info.path)
-                    check_guide(info, guide.info, total, None if guide_timestamps is None else len(guide_timestamps))
-                    seekable = guide.info.kind == "frames" or guide_timestamps is not None
-                split = self.batch > 1 and total and seekable
-                segments = plan_segments(total, self.batch, self.warmup) if split else [Segment(0, 0, None)]
-                self.stats.segments = self.stats.batch = len(segments)
+                groups = split_lanes(parts, lanes) if seekable else [parts]
+                self.stats.segments = self.stats.batch = len(groups)
                 # The flow workers' few torch ops (the occlusion test) run on one thread: with
                 # OpenMP each calling thread would start a team as large as the model's, and the
                 # teams would fight over the cores (the setting is per thread).
                 pool = stack.enter_context(ThreadPoolExecutor(
                     self.flow_workers, thread_name_prefix="v2v-flow", initializer=torch.set_num_threads, initargs=(1,)
                 ))
-                streams = []
-                for i, segment in enumerate(segments):
-                    frames, guides = source, guide
-                    if i:
-                        frames = stack.enter_context(open_source(info.path, start=segment.read_from, timestamps=timestamps))
-                        if guide is not None:
-                            guides = stack.enter_context(
-                                open_source(guide.info.path, start=segment.read_from, timestamps=guide_timestamps)
-                            )
-                        outputs.add_part(segment.start)
-                    streams.append(self._steps(paired(frames, guides), segment, pool))
-                steps = self._temporal_on_workers(streams)
+                events = self._temporal_on_workers([self._lane(group, readers, pool) for group in groups])
             try:
-                with tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar:
-                    for segment, frame, image in steps:
-                        outputs.put(segment, frame, image)
+                with tqdm(total=self._total, initial=self.stats.kept_frames, unit="frame", disable=not progress,
+                          dynamic_ncols=True) as bar:
+                    for part, frame, image in events:
+                        if frame is None:
+                            outputs.end(part)
+                            continue
+                        outputs.put(part, frame, image)
                         self.stats.frames += 1
                         bar.update(1)
                     outputs.finish()
+            except InputDamaged:
+                events.close()
+                if not keep_damaged:
+                    outputs.discard()
+                    raise
+                outputs.keep_partial()  # the frames before the damage, up to the first gap
+                outputs.join(stop_at_gap=True)
+                raise
             except BaseException:
-                steps.close()  # stops the worker threads before the readers close
+                events.close()  # stops the worker threads before the readers close
                 outputs.discard()
                 raise
+            outputs.join()
+        shortfalls = {getattr(reader, "shortfall", None) for reader in self._opened}
+        self.stats.warnings = sorted(w for w in shortfalls if w)
         self.stats.seconds = time.perf_counter() - start
         return self.stats

@@ -140,11 +140,22 @@ class AtomicSink:
             self.abort()
 
 
+#: Marks the names of unfinished outputs: ``NAME.v2v-tmp-XXXX`` files and ``NAME.v2v-job``
+#: folders (io/job.py).  Visible, so that one left by a killed process can be found.
+TEMPORARY_MARK = ".v2v-"
+
+
+def is_temporary(name: str) -> bool:
+    """True for the name of one of our unfinished outputs (never read as input)."""
+    return TEMPORARY_MARK in name
+
+
 def temporary_sibling(path: Path, directory: bool = False) -> Path:
-    """A fresh hidden temporary path in the same folder as ``path`` (same filesystem: rename
-    is atomic).  For files the suffix is kept so that muxers can guess the format."""
+    """A fresh temporary path ``NAME.v2v-tmp-XXXX`` in the same folder as ``path`` (same
+    filesystem: rename is atomic).  For files the suffix is kept so that muxers can guess the
+    format."""
     path = Path(path)
-    prefix = f".{path.name}.tmp-"
+    prefix = f"{path.name}{TEMPORARY_MARK}tmp-"
     if directory:
         return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
@@ -245,7 +256,7 @@ class BackgroundWriter:
                 return
             if self._error is None:
                 try:
-                    self._write(*item)
+                    item[0]() if isinstance(item, _Last) else self._write(*item)
                 except BaseException as err:  # noqa: BLE001 - re-raised in the caller
                     self._error = err
 
@@ -257,9 +268,17 @@ class BackgroundWriter:
         self._raise()
         self._queue.put(args)
 
+    def end(self, then: Callable[[], None] | None = None) -> None:
+        """Nothing more will be put: the thread calls ``then`` after the last write (closing
+        the sink there, so that the caller need not wait) and ends."""
+        if then is not None:
+            self._queue.put(_Last((then,)))
+        self._queue.put(_End)
+
     def finish(self) -> None:
         """Wait until everything queued is written; re-raise a writer error."""
-        self._queue.put(_End)
+        if self._thread.is_alive():
+            self._queue.put(_End)
         self._thread.join()
         self._raise()
 
@@ -270,3 +289,7 @@ class BackgroundWriter:
                 self._error = RuntimeError("writer stopped")  # the thread skips the rest
             self._queue.put(_End)
             self._thread.join()
+
+
+class _Last(tuple):
+    """A queued call to make after the last write (:meth:`BackgroundWriter.end`)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .base import is_temporary
+
 #: FFmpeg muxer names of the video suffixes we write.
 MUXERS = {".mp4": "mp4", ".mkv": "matroska", ".webm": "webm", ".mov": "mov"}
 #: Suffixes written as video (anything else is written as a folder of PNGs).
@@ -34,9 +36,9 @@ def natural_key(name: str) -> list:
 
 def list_images(folder: Path) -> list[Path]:
     """The frames of ``folder``: its image files (by suffix) in natural order, hidden files
-    skipped."""
+    and our unfinished outputs skipped."""
     files = [
         p for p in Path(folder).iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and not is_temporary(p.name)
     ]
     return sorted(files, key=lambda p: natural_key(p.name))

@@ -99,14 +99,19 @@ class FolderSource:
 class FolderSink(AtomicSink):
     """Write frames as ``000000.png``, ``000001.png``, … into a folder, atomically.
 
-    The PNGs go to a hidden temporary folder beside ``path``, which replaces ``path`` when
-    :meth:`close` is called; on error nothing is left behind.
+    The PNGs go to a temporary folder (``temporary``, or a fresh one beside ``path``), which replaces
+    ``path`` when :meth:`close` is called; on error nothing is left behind.
     """
 
-    def __init__(self, path: str | Path, pattern: str = "{:06d}.png") -> None:
+    def __init__(self, path: str | Path, pattern: str = "{:06d}.png", temporary: Path | None = None) -> None:
         self.path = Path(path)
         self.pattern = pattern
-        self._tmp = temporary_sibling(self.path, directory=True)
+        if temporary is None:
+            self._tmp = temporary_sibling(self.path, directory=True)
+        else:
+            self._tmp = Path(temporary)
+            discard(self._tmp)
+            self._tmp.mkdir()
         self.frames_written = 0
 
     def write(self, image: np.ndarray, pts: int | None = None) -> None:
@@ -116,18 +121,17 @@ class FolderSink(AtomicSink):
             raise UserError(f"cannot write {target}")
         self.frames_written += 1
 
-    def part(self, first_frame: int = 0) -> FolderSink:
-        """A writer for frames that come after all of this sink's (a later segment of the same
-        video), written at the same time into a folder of its own; :meth:`append` renames its
-        files into this one (numbered on, so ``first_frame`` is not needed)."""
-        return _FolderPart(self.path, self.pattern)
+    def part(self, first_frame: int, path: Path) -> _FolderPart:
+        """A writer for a part of the frames (io/job.py) into the folder ``path``, numbered
+        from 0; :meth:`append_part` moves them here later, numbered on."""
+        return _FolderPart(path, self.pattern)
 
-    def append(self, part: FolderSink) -> None:
-        """Move a closed part's frames after this sink's, numbered on."""
-        for i in range(part.frames_written):
-            os.replace(part._tmp / part.pattern.format(i), self._tmp / self.pattern.format(self.frames_written + i))
-        self.frames_written += part.frames_written
-        discard(part._tmp)
+    def append_part(self, path: Path, frames: int) -> None:
+        """Move a closed part's ``frames`` frames (in the folder ``path``) after this sink's."""
+        for i in range(frames):
+            os.replace(path / self.pattern.format(i), self._tmp / self.pattern.format(self.frames_written + i))
+        self.frames_written += frames
+        discard(path)
 
     def close(self) -> None:
         commit(self._tmp, self.path)
@@ -137,7 +141,14 @@ class FolderSink(AtomicSink):
 
 
 class _FolderPart(FolderSink):
-    """A :meth:`FolderSink.part`: its frames stay in its hidden folder for ``append``."""
+    """A :meth:`FolderSink.part`: its frames stay in its folder for ``append_part``."""
+
+    def __init__(self, path: Path, pattern: str) -> None:
+        self.path = self._tmp = Path(path)
+        self.pattern = pattern
+        discard(self._tmp)
+        self._tmp.mkdir(parents=True)
+        self.frames_written = 0
 
     def close(self) -> None:
         pass

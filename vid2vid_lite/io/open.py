@@ -72,18 +72,20 @@ def open_sink(
     codec: str | None = None,
     copy_audio: bool = True,
     keep_damaged_audio: bool = False,
+    temporary: Path | None = None,
 ) -> Sink:
     """Open an atomic writer: a video for a video suffix, otherwise a folder of PNGs.
 
     ``like`` gives size, frame rate, time base and audio source (a video input's audio is
     copied when ``copy_audio``); ``width``/``height``/``fps`` override it.  ``codec`` replaces
     the suffix's video codec (e.g. ``libx265``, ``mpeg4``; ``crf`` is then its quality setting).  ``keep_damaged_audio``:
-    audio damaged midway ends there with a warning instead of failing the write.
+    audio damaged midway ends there with a warning instead of failing the write.  ``temporary``:
+    where the output is written until it is complete (in a job folder); None: beside ``path``.
     """
     path = Path(path)
     check_writable(path)
     if not is_video_path(path):
-        return FolderSink(path)
+        return FolderSink(path, temporary=temporary)
     width = width or (like.width if like else None)
     height = height or (like.height if like else None)
     if not width or not height:
@@ -100,6 +102,7 @@ def open_sink(
         preset=preset,
         codec=codec,
         keep_damaged_audio=keep_damaged_audio,
+        temporary=temporary,
     )
 
 

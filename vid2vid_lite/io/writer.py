@@ -112,6 +112,8 @@ class VideoSink(AtomicSink):
             ``libx265`` / ``mpeg4`` (the restore task's degradations).
         keep_damaged_audio: audio that turns out damaged midway ends there with a warning,
             instead of failing the write (``run on_error=keep``).
+        temporary: where the file is written until :meth:`close` renames it (in a job folder,
+            io/job.py; same suffix); None: a fresh temporary name beside ``path``.
     """
 
     #: The fallback video time base, where a container refuses the source's.
@@ -130,6 +132,7 @@ class VideoSink(AtomicSink):
         pix_fmt: str | None = None,
         codec: str | None = None,
         keep_damaged_audio: bool = False,
+        temporary: Path | None = None,
     ) -> None:
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -147,7 +150,7 @@ class VideoSink(AtomicSink):
         tries = [(False, source_tb), (True, source_tb), (True, self.SAFE_TIME_BASE)]
         if not audio_from:
             tries = tries[1:]  # without audio the first two are the same
-        self._tmp = temporary_sibling(self.path)
+        self._tmp = temporary_sibling(self.path) if temporary is None else Path(temporary)
         for attempt, (encode_audio, tb) in enumerate(tries):
             try:
                 self._open(video, audio, encode_audio, tb)
@@ -205,25 +208,25 @@ class VideoSink(AtomicSink):
         except av.FFmpegError as err:
             raise UserError(f"cannot write {self.path}: {ffmpeg_message(err)}") from None
 
-    def part(self, first_frame: int = 0) -> VideoPart:
-        """A writer for frames that come after all of this sink's (a later segment of the same
-        video), encoded at the same time by an encoder set up like this one; :meth:`append`
-        adds its packets here when both are done, without re-encoding.  ``first_frame`` is the
-        index of its first frame in the video: frames written without a timestamp get the
-        nominal ones from there."""
-        return VideoPart(self, first_frame)
+    def part(self, first_frame: int, path: Path) -> VideoPart:
+        """A writer for frames ``first_frame`` on (a part of the video, io/job.py), encoded into
+        the packet file ``path`` by an encoder set up like this one's; :meth:`append_part`
+        adds its packets here later, without re-encoding.  Frames written without a timestamp
+        get the nominal ones from ``first_frame`` on."""
+        return VideoPart(self, first_frame, path)
 
-    def append(self, part: VideoPart) -> None:
-        """Mux a closed part's packets after everything written here so far (the first append
-        drains this sink's encoder: later frames go to parts)."""
+    def append_part(self, path: Path, frames: int) -> None:
+        """Mux the packets of a closed part (its packet file ``path``, ``frames`` frames) after
+        everything written here so far; the first append drains this sink's own encoder, so
+        later frames must come as parts too."""
         with self._muxer_errors():
             if not self._flushed:
                 self._mux(self._video.encode(None))
                 self._flushed = True
-            for packet in part.packets():
+            for packet in VideoPart.read(path, self._video.codec_context.time_base):
                 packet.stream = self._video
                 self._mux([packet])
-        self.frames_written += part.frames_written
+        self.frames_written += frames
 
     def _mux(self, packets) -> None:
         for packet in packets:
@@ -258,15 +261,16 @@ class VideoPart:
     :meth:`VideoSink.part`).
 
     An encoder set up exactly like the sink's (codec, options, size, pixel format, time base,
-    header flags, so the bitstreams join) writes its packets to a spool file beside the output:
-    each as a small header (pts, dts, keyframe, size) and its bytes.  Memory stays bounded
-    however long the segment, and nothing is decoded or encoded twice.
+    header flags, so the bitstreams join) writes its packets to a packet file: each as a small
+    header (pts, dts, keyframe, size) and its bytes.  Memory stays bounded however long the
+    part, nothing is decoded or encoded twice, and the file outlives the process (a continued
+    job joins the parts an earlier run wrote).
     """
 
     _HEADER = struct.Struct("<qq?I")  # pts, dts, keyframe, size
     _NO_TIME = -(1 << 63)  # a missing pts or dts in the header
 
-    def __init__(self, sink: VideoSink, first_frame: int = 0) -> None:
+    def __init__(self, sink: VideoSink, first_frame: int, path: Path) -> None:
         main = sink._video.codec_context
         codec = av.CodecContext.create(main.name, "w")
         codec.width, codec.height, codec.pix_fmt = main.width, main.height, main.pix_fmt
@@ -277,7 +281,7 @@ class VideoPart:
         codec.options = dict(sink.encoder_options)  # the same options: the bitstreams must join
         self._codec = codec
         self._clock = sink._clock.fresh(first_frame)  # the sink's timing rules, from this frame on
-        self.path = temporary_sibling(sink.path.with_suffix(".packets"))
+        self.path = Path(path)
         self._spool = open(self.path, "wb")  # noqa: SIM115 - closed by close/abort
         self.frames_written = 0
 
@@ -294,22 +298,21 @@ class VideoPart:
             self._spool.write(data)
 
     def close(self) -> None:
-        """Drain the encoder into the spool file (the part stays on disk for :meth:`packets`)."""
+        """Drain the encoder into the packet file, which stays for :meth:`read`."""
         self._store(self._codec.encode(None))
         self._spool.close()
 
-    def packets(self) -> Iterator[av.Packet]:
-        """The stored packets in order, in the sink's time base; the spool file is removed
-        after the last one."""
-        with open(self.path, "rb") as spool:
-            while header := spool.read(self._HEADER.size):
-                pts, dts, keyframe, size = self._HEADER.unpack(header)
+    @classmethod
+    def read(cls, path: Path, time_base: Fraction) -> Iterator[av.Packet]:
+        """The packets of a closed part's file, in order, in ``time_base`` (the sink's)."""
+        with open(path, "rb") as spool:
+            while header := spool.read(cls._HEADER.size):
+                pts, dts, keyframe, size = cls._HEADER.unpack(header)
                 packet = av.Packet(spool.read(size))
-                packet.pts, packet.dts = (None if t == self._NO_TIME else t for t in (pts, dts))
+                packet.pts, packet.dts = (None if t == cls._NO_TIME else t for t in (pts, dts))
                 packet.is_keyframe = keyframe
-                packet.time_base = self._codec.time_base
+                packet.time_base = time_base
                 yield packet
-        discard(self.path)
 
     def abort(self) -> None:
         self._spool.close()
