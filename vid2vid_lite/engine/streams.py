@@ -15,12 +15,15 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from ..io import Frame, Source, VideoInfo
+from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
+from ..io.job import JobFolder
 
 Pair = tuple[Frame, "np.ndarray | None"]  # a frame and its guide image
 
@@ -55,6 +58,76 @@ def parts_to_do(part_frames: int, total: int | None, done: Iterable[int] = ()) -
         if i not in done:
             last = count is not None and i == count - 1
             yield Part(i, i * part_frames, None if last else (i + 1) * part_frames)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a translation reads: the ``parts`` still to do (a list; made as the reader goes
+    where the video's length is not known), whether readers may start midway (``seekable``),
+    the job's ``part_frames``, the frame count for the progress bar and the timestamps that
+    readers seek by."""
+
+    parts: list[Part] | Iterator[Part]
+    seekable: bool
+    part_frames: int
+    total: int | None
+    timestamps: dict[Path, list[int] | None]
+
+
+def exact_count(info: VideoInfo, timestamps: list[int] | None) -> int | None:
+    """A source's frame count where it is known exactly (a frame folder's, or from the packets
+    of a video that seeks; a video header's count is only a hint)."""
+    return len(timestamps) if timestamps is not None else (info.num_frames if info.kind == "frames" else None)
+
+
+def plan_parts(source: Source, guide: Source | None, job: JobFolder, lanes: int, warmup: int, part_seconds: float) -> Plan:
+    """The parts of ``source`` that ``job`` still needs (its part size fixed now, unless a
+    continued job has one), for ``lanes`` lanes side by side.  Readers start midway (lanes, a
+    continued job, a guide) only where every video involved seeks; the guide's count is checked
+    against the input's first (:class:`UserError`)."""
+    info = source.info
+    done = job.done()
+    midway = lanes > 1 or bool(done) or guide is not None
+    timestamps = {info.path: frame_timestamps(info.path) if midway else None}
+    total = exact_count(info, timestamps[info.path])
+    seekable = midway and total is not None
+    if guide is not None:
+        timestamps[guide.info.path] = frame_timestamps(guide.info.path)
+        guide_total = exact_count(guide.info, timestamps[guide.info.path])
+        check_guide(info, guide.info, total, guide_total)
+        seekable = seekable and guide_total is not None
+    part_frames = job.plan(part_size(part_seconds, info.fps, total if seekable else None, lanes, warmup))
+    parts = parts_to_do(part_frames, total if seekable else None, done)
+    return Plan(list(parts) if seekable else parts, seekable, part_frames, total or info.num_frames, timestamps)
+
+
+class Readers:
+    """The input (and guide) read from any frame: :meth:`at` gives the (frame, guide image)
+    pairs from a frame on; the readers given serve frame 0 once, later ones are opened there
+    (``timestamps``: what they seek by)."""
+
+    def __init__(self, source: Source, guide: Source | None, timestamps: dict[Path, list[int] | None]) -> None:
+        self.source, self.guide, self.timestamps = source, guide, timestamps
+        self._given_unused = True
+        self._opened: list[Source] = [source]
+
+    @contextmanager
+    def at(self, first: int) -> Iterator[Iterator[Pair]]:
+        if first == 0 and self._given_unused:
+            self._given_unused = False
+            yield paired(self.source, self.guide)
+            return
+        with ExitStack() as stack:
+            frames, guides = (
+                stack.enter_context(open_source(s.info.path, start=first, timestamps=self.timestamps.get(s.info.path)))
+                if s is not None else None for s in (self.source, self.guide)
+            )
+            self._opened.append(frames)
+            yield paired(frames, guides)
+
+    def warnings(self) -> list[str]:
+        """What the input's readers noted (a header that promised more than the file holds)."""
+        return sorted({w for w in (getattr(r, "shortfall", None) for r in self._opened) if w})
 
 
 def split_lanes(parts: list[Part], lanes: int) -> list[list[Part]]:

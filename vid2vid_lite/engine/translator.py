@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import cv2
@@ -53,11 +53,11 @@ from ..datasets.tasks import Task
 from ..errors import InputDamaged
 from ..flow import DISFlow
 from ..image import image_to_tensor, processing_size, tensor_to_image
-from ..io import Frame, Source, VideoInfo, frame_timestamps, open_source
+from ..io import Frame, Source, VideoInfo
 from ..io.base import Prefetcher
 from ..io.job import JobFolder
 from ..io.parts import PartOutputs
-from .streams import Pair, Part, check_guide, paired, part_batches, part_pairs, part_size, parts_to_do, runs, split_lanes
+from .streams import Pair, Part, Readers, check_guide, part_batches, part_pairs, plan_parts, runs, split_lanes
 from ..scene import SceneCutDetector
 from .precision import autocast_for, resolve_precision
 from .recurrent import Recurrence, input_flow
@@ -405,52 +405,6 @@ class Translator:
             if own_job:
                 job.close(keep_parts=False)
 
-    def _plan(self, source: Source, guide: Source | None, job: JobFolder, part_seconds: float):
-        """``(parts to do, the lanes' count, whether readers may start midway)`` for this
-        video, with the job's part size fixed."""
-        info = source.info
-        done = job.done()
-        lanes = self.batch if self.temporal else 1
-        # Readers start midway (by seeking) for lanes, a continued job and a guide's count.
-        midway = lanes > 1 or bool(done) or guide is not None
-        timestamps = frame_timestamps(info.path) if midway else None
-        total = len(timestamps) if timestamps is not None else (info.num_frames if info.kind == "frames" else None)
-        seekable = midway and total is not None
-        self._total = total or info.num_frames  # for the progress bar; a header's count is a hint
-        self._timestamps = {info.path: timestamps}
-        if guide is not None:
-            guide_timestamps = frame_timestamps(guide.info.path)
-            self._timestamps[guide.info.path] = guide_timestamps
-            guide_total = len(guide_timestamps) if guide_timestamps is not None else (
-                guide.info.num_frames if guide.info.kind == "frames" else None)
-            check_guide(info, guide.info, total, guide_total)
-            seekable = seekable and guide_total is not None
-        self.part_frames = job.plan(part_size(part_seconds, info.fps, total if seekable else None, lanes, self.warmup))
-        parts = parts_to_do(self.part_frames, total if seekable else None, done)
-        return (list(parts) if seekable else parts), lanes, seekable
-
-    def _readers(self, source: Source, guide: Source | None):
-        """``readers(first_frame)``: a context manager of the (frame, guide image) pairs from
-        that frame on; the given readers serve frame 0 once, later ones are opened there."""
-        unused = [True]
-        self._opened = [source]  # the input's readers, for their warnings
-
-        @contextmanager
-        def readers(first: int):
-            if first == 0 and unused[0]:
-                unused[0] = False
-                yield paired(source, guide)
-                return
-            with ExitStack() as own:
-                frames, guides = (
-                    own.enter_context(open_source(s.info.path, start=first, timestamps=self._timestamps.get(s.info.path)))
-                    if s is not None else None for s in (source, guide)
-                )
-                self._opened.append(frames)
-                yield paired(frames, guides)
-
-        return readers
-
     def _translate(self, source: Source, sink, side_by_side, progress: bool, guide: Source | None,
                    job: JobFolder, part_seconds: float, keep_damaged: bool) -> TranslateStats:
         info: VideoInfo = source.info
@@ -462,19 +416,20 @@ class Translator:
             self.batch = self._auto_batch(info)
         self.stats = TranslateStats(kept_frames=sum(job.done().values()))
         start = time.perf_counter()
-        parts, lanes, seekable = self._plan(source, guide, job, part_seconds)
+        plan = plan_parts(source, guide, job, self.batch if self.temporal else 1, self.warmup, part_seconds)
+        self.part_frames = plan.part_frames
+        readers = Readers(source, guide, plan.timestamps)
         outputs = PartOutputs(job, sink, side_by_side)
         with ExitStack() as stack:
-            readers = self._readers(source, guide)
             if not self.temporal:
                 self.stats.batch = self.batch
-                if seekable and not parts:
+                if plan.seekable and not plan.parts:
                     events = (event for event in ())  # every part is complete: only the join is left
                 else:
-                    pairs = stack.enter_context(readers(parts[0].start if seekable else 0))
+                    pairs = stack.enter_context(readers.at(plan.parts[0].start if plan.seekable else 0))
                     events = self._framewise(part_batches(pairs, self.part_frames, job.done(), self.batch))
             else:
-                groups = split_lanes(parts, lanes) if seekable else [parts]
+                groups = split_lanes(plan.parts, self.batch) if plan.seekable else [plan.parts]
                 self.stats.segments = self.stats.batch = len(groups)
                 # The flow workers' few torch ops (the occlusion test) run on one thread: with
                 # OpenMP each calling thread would start a team as large as the model's, and the
@@ -482,9 +437,9 @@ class Translator:
                 pool = stack.enter_context(ThreadPoolExecutor(
                     self.flow_workers, thread_name_prefix="v2v-flow", initializer=torch.set_num_threads, initargs=(1,)
                 ))
-                events = self._temporal_on_workers([self._lane(group, readers, pool) for group in groups])
+                events = self._temporal_on_workers([self._lane(group, readers.at, pool) for group in groups])
             try:
-                with tqdm(total=self._total, initial=self.stats.kept_frames, unit="frame", disable=not progress,
+                with tqdm(total=plan.total, initial=self.stats.kept_frames, unit="frame", disable=not progress,
                           dynamic_ncols=True) as bar:
                     for part, frame, image in events:
                         if frame is None:
@@ -507,7 +462,6 @@ class Translator:
                 outputs.discard()
                 raise
             outputs.join()
-        shortfalls = {getattr(reader, "shortfall", None) for reader in self._opened}
-        self.stats.warnings = sorted(w for w in shortfalls if w)
+        self.stats.warnings = readers.warnings()
         self.stats.seconds = time.perf_counter() - start
         return self.stats

@@ -275,6 +275,11 @@ class BackgroundWriter:
             self._queue.put(_Last((then,)))
         self._queue.put(_End)
 
+    @property
+    def running(self) -> bool:
+        """False once the thread has ended (after :meth:`end`, or :meth:`stop`)."""
+        return self._thread.is_alive()
+
     def finish(self) -> None:
         """Wait until everything queued is written; re-raise a writer error."""
         if self._thread.is_alive():

@@ -84,6 +84,11 @@ class PartOutputs:
 
         for writer, thread in zip(state.writers, state.threads):
             thread.end(lambda w=writer: close(w))
+        # Let go of the parts already closed, and of their encoders: memory stays flat however
+        # many parts a long video has.
+        for thread in [t for t in self._ending if not t.running]:
+            thread.finish()  # re-raises its error
+            self._ending.remove(thread)
         self._ending.extend(state.threads)
 
     def finish(self) -> None:

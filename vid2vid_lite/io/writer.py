@@ -298,9 +298,11 @@ class VideoPart:
             self._spool.write(data)
 
     def close(self) -> None:
-        """Drain the encoder into the packet file, which stays for :meth:`read`."""
+        """Drain the encoder into the packet file, which stays for :meth:`read`, and free the
+        encoder."""
         self._store(self._codec.encode(None))
         self._spool.close()
+        self._codec = None
 
     @classmethod
     def read(cls, path: Path, time_base: Fraction) -> Iterator[av.Packet]:
