@@ -80,6 +80,17 @@ def run(path: Path, weights: Path, **options) -> Path:
     return translate(cfg)
 
 
+def decodes_cleanly(path: Path) -> bool:
+    """True where a plain PyAV read of the first video stream of a known codec yields at least
+    one frame and reports no error: such a file must never be refused."""
+    try:
+        with av.open(str(path)) as container:
+            video = next((s for s in container.streams.video if s.codec_context is not None), None)
+            return video is not None and sum(1 for _ in container.decode(video)) > 0
+    except (av.FFmpegError, ValueError, OverflowError, UnicodeDecodeError, MemoryError):
+        return False
+
+
 def decoded(path: Path) -> tuple[int, list[str]]:
     """How many frames FFmpeg decodes from the first video stream of a known codec (up to any
     error), and the audio codecs it knows."""
@@ -244,6 +255,8 @@ def _alarm(signum, frame):
 
 
 def test_fuzzed_files_translate_or_fail_with_one_line(tmp_path, clips, weights):
+    """Damaged copies: translated with every frame FFmpeg decodes, or, only where a plain PyAV
+    read reports an error (or no frame), refused with one line; nothing left behind."""
     sources = [clips["clip.asf"], clips["clip.mpg"], make_clip(tmp_path / "clip.mp4", moving_pattern(24, 48, 64), audio="aac")]
     rng = random.Random(int(os.environ.get("V2V_FUZZ_SEED", "12")))
     outcomes = {"translated": 0, "refused": 0}
@@ -260,6 +273,7 @@ def test_fuzzed_files_translate_or_fail_with_one_line(tmp_path, clips, weights):
                 output = run(damaged, weights["framewise"] if case % 4 else weights["temporal"])
             except UserError as err:
                 assert "\n" not in str(err)
+                assert not decodes_cleanly(damaged), f"case {case}: refused a file PyAV reads without error: {err}"
                 outcomes["refused"] += 1
                 assert [p.name for p in folder.iterdir()] == [damaged.name], f"case {case}: left {list(folder.iterdir())}"
             except _Hang:
