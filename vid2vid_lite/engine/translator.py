@@ -33,7 +33,6 @@ end to end with 2 workers than with 1 (docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections import deque
