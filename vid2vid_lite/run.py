@@ -189,6 +189,12 @@ def translate(cfg: DictConfig) -> Path:
         except UserError:
             keep_parts = False
             raise
+        except KeyboardInterrupt:
+            done = job.done()
+            if done:
+                print(f"{len(done)} complete part(s) of {output} kept in {job.path}: the same command continues "
+                      "from there", file=sys.stderr)
+            raise
         finally:
             job.close(keep_parts=keep_parts)
     for warning in stats.warnings:
