@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import nn
 
@@ -102,8 +103,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                ours = meta.get("format") == FORMAT
-                state = {key: f.get_tensor(key) for key in f.keys()} if ours else {}
+            ours = meta.get("format") == FORMAT
+            # From the bytes: safe_open's get_tensor keeps about 1 KiB a load alive (safetensors
+            # 0.8), which a long-running process that loads models again and again would feel.
+            state = load_tensors(path.read_bytes()) if ours else {}
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
             raise UserError(
                 f"{path} is a damaged safetensors file ({_one_line(err)}); copy it again, or give another checkpoint"
