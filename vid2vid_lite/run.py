@@ -130,6 +130,7 @@ def job_identity(cfg: DictConfig, info: VideoInfo, guide: Source | None, precisi
 
 
 def positive_number(key: str, value) -> float:
+    """A finite number above 0 (``part_seconds=``), else a one-line error naming ``key``."""
     try:
         number = float(value)
     except (TypeError, ValueError):
