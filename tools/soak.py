@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     result["_date"] = str(date.today())
     result["_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result["_commit"] = commit
-    result["_command"] = "python tools/soak.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["_command"] = " ".join(["python tools/soak.py", *(sys.argv[1:] if argv is None else argv)])
     print(table(result))
     out = args.json or ROOT / "docs" / "measurements" / f"soak-{result['_date']}-{commit}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
