@@ -3,8 +3,8 @@
 A file whose header promises more frames or a longer duration than it holds (an AVI's frame
 count two over, an ASF duration that counts the preroll) is read in full with no error;
 ``VideoSource.shortfall`` notes a large difference.  A demuxer or decoder error stays damage.
-A video is cut into segments only where a seek on it was proven to work, and a seek that fails
-later falls back to decoding from the beginning: every frame is kept, in order.
+A video is read from midway (lanes of parts) only where a seek on it was proven to work, and a
+seek that fails later falls back to decoding from the beginning: every frame is kept, in order.
 
 The headers are patched in the bytes of files PyAV writes; each test first checks that PyAV
 reads the patched value.

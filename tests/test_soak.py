@@ -67,7 +67,7 @@ def test_the_temporary_file_detector_finds_hidden_and_visible_leftovers(tmp_path
     keep, folders = {clip, out / "frames_out", out / "done.mp4"}, {tmp_path / "corpus", out, tmp_path / "tmp"}
     (tmp_path / "tmp").mkdir()
     assert soak.stray_entries(tmp_path, keep, folders) == []
-    (out / ".done.mp4.tmp-ab12.mp4").write_bytes(b"x")  # today's hidden temporary name
+    (out / ".done.mp4.tmp-ab12.mp4").write_bytes(b"x")  # a hidden temporary of another tool
     (out / "clip.mp4.v2v-cd34").mkdir()  # a visible job folder
     (out / "clip.mp4.v2v-cd34" / "part.mp4").write_bytes(b"x")
     (tmp_path / "tmp" / "tmpxyz").write_bytes(b"x")  # the process's temporary folder

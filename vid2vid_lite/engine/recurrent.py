@@ -2,7 +2,7 @@
 inference.
 
 Each step, for a batch of rows (each row its own sequence: a training clip, a validation shot,
-a segment of the video being translated)::
+a lane of the video's parts being translated)::
 
     reset      a row that starts a shot (its first frame, a scene cut) has no past: the model
                sees zeros for it and takes m = 1 (a new image)
@@ -60,7 +60,7 @@ class Recurrence:
         feedback: ``feedback(out, x) -> y_prev``: what of a step's output ``out`` is kept for
             the next step (default: ``out`` itself).
 
-    Rows are identified by ``rows`` keys, so the batch may change between steps (a segment that
+    Rows are identified by ``rows`` keys, so the batch may change between steps (a lane that
     ended drops out); ``rows=None`` takes the whole batch as one group of rows that always step
     together (a batch of training clips).
     """

@@ -2,7 +2,7 @@
 
 Each part (a fixed range of frames) has its own encoder, set up like the output's, writing on a
 thread of its own into the job folder; several parts may be written at once (a temporal model's
-segments run side by side).  A part that is complete is marked so in the job folder, where a
+lanes run side by side).  A part that is complete is marked so in the job folder, where a
 continued run finds it.  :meth:`PartOutputs.join` appends every part, in order, to the output
 (and the side-by-side video) without re-encoding.
 """

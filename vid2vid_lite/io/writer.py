@@ -65,7 +65,7 @@ class _Clock:
         self._last_given: int | None = None
 
     def fresh(self, first_frame: int) -> _Clock:
-        """A clock with the same rules, for frames from ``first_frame`` on (a segment part)."""
+        """A clock with the same rules, for frames from ``first_frame`` on (a part of the video)."""
         return _Clock(self.time_base, self.rate, self.size, first_frame, self.in_time_base)
 
     def frame(self, image: np.ndarray, pts: int | None) -> av.VideoFrame:
