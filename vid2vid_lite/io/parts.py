@@ -92,16 +92,13 @@ class PartOutputs:
         self._ending.extend(state.threads)
 
     def finish(self) -> None:
-        """Wait for every part's writers; re-raise a writer's error."""
+        """Close the parts still open (with the frames they have) and wait for every part's
+        writers; re-raise a writer's error."""
         for part in list(self._open):
             self.end(part)
         for thread in self._ending:
             thread.finish()
         self._ending.clear()
-
-    def keep_partial(self) -> None:
-        """Close the parts still open with the frames they have (``on_error=keep``)."""
-        self.finish()
 
     def discard(self) -> None:
         """Drop the parts still taking frames; those that have all theirs are completed (a
