@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from .base import is_temporary, write_json
 
 SUFFIX = ".v2v-job"
 FORMAT = "vid2vid_lite/job/1"
@@ -136,15 +137,14 @@ class JobFolder:
 
     def mark_done(self, index: int, frames: int) -> None:
         """Record part ``index`` as complete (after its files are closed)."""
-        marker = self.part_path(index, suffix=".json")
-        tmp = marker.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"frames": frames}))
-        os.replace(tmp, marker)
+        write_json(self.part_path(index, suffix=".json"), {"frames": frames})
 
     def done(self) -> dict[int, int]:
         """The complete parts: index -> frame count."""
         parts = {}
         for marker in self.path.glob("part-*.json"):
+            if is_temporary(marker.name):
+                continue  # a marker cut short while being written
             try:
                 parts[int(marker.stem.split("-")[1])] = int(json.loads(marker.read_text())["frames"])
             except (ValueError, KeyError, IndexError, OSError):
@@ -197,24 +197,21 @@ class JobFolder:
         return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
 
     def _write_manifest(self) -> None:
-        manifest = {"format": FORMAT, "identity": self._identity, "part_frames": self.part_frames}
-        tmp = self.path / "manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, self.path / "manifest.json")
+        write_json(self.path / "manifest.json", {"format": FORMAT, "identity": self._identity, "part_frames": self.part_frames})
 
     def _clear(self) -> None:
         """Remove everything but the lock."""
-        for entry in self.path.iterdir():
-            if entry.name != "lock":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink(missing_ok=True)
+        self._remove_all_but({"lock"})
 
     def _drop_unfinished(self) -> None:
         """Remove every file that is not the lock, the manifest or a complete part's."""
         keep = {"lock", "manifest.json"}
         for index in self.done():
-            keep.add(self.part_path(index, suffix=".json").name)
-            keep.update(p.name for p in self.path.glob(f"part-{index:06d}.*"))
-            keep.add(self.part_path(index, suffix="").name)
+            keep.add(self.part_path(index, suffix="").name)  # a frame-folder part
+            keep.update(p.name for p in self.path.glob(f"part-{index:06d}.*") if not is_temporary(p.name))
+        self._remove_all_but(keep)
+
+    def _remove_all_but(self, keep: set[str]) -> None:
         for entry in self.path.iterdir():
             if entry.name not in keep:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
