@@ -176,17 +176,10 @@ class VideoSource:
             return first, rest, 0, start
         if start >= len(timestamps):
             raise ValueError(f"{self.path} has {len(timestamps)} frames; cannot start at {start}")
-        target = timestamps[start]
-        try:
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-            frames = self._decode()
-            for frame in frames:
-                if frame.pts is not None and frame.pts >= target:
-                    if frame.pts == target:
-                        return frame, frames, start, 0
-                    break  # past it: the frames between would be lost
-        except READ_ERRORS:
-            pass  # the demuxer cannot seek after all: a decode error would show when read in order
+        found = _seek_to(self._container, self._stream, timestamps[start])
+        if found is not None:
+            return *found, start, 0
+        # The demuxer cannot seek after all (a decode error would show when read in order).
         self._container.close()
         first, rest = self._open()
         return first, rest, 0, start
@@ -313,16 +306,26 @@ def presentation_timestamps(path: str | Path) -> list[int] | None:
     return pts if _seek_lands(path, sorted(keys)[len(keys) // 2]) else None
 
 
-def _seek_lands(path: str | Path, target: int) -> bool:
-    """Whether a seek to the key frame at ``target`` (and decoding on) gives that very frame,
-    without passing it.  Typically one seek and a frame or two of decoding."""
+def _seek_to(container, stream, target: int) -> tuple[av.VideoFrame, Iterator[av.VideoFrame]] | None:
+    """Seek to the key frame at or before ``target`` and decode on to the frame shown at
+    ``target``: ``(that frame, the frames after it)``; None where the seek fails or lands past
+    it (the frames between would be lost)."""
     try:
-        with av.open(str(path)) as container:
-            stream = _video_stream(container)
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                if frame.pts is not None and frame.pts >= target:
-                    return frame.pts == target
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is not None and frame.pts >= target:
+                return (frame, frames) if frame.pts == target else None
     except READ_ERRORS:
         pass
-    return False
+    return None
+
+
+def _seek_lands(path: str | Path, target: int) -> bool:
+    """Whether a seek to the key frame at ``target`` gives that very frame (typically one seek
+    and a frame or two of decoding)."""
+    try:
+        with av.open(str(path)) as container:
+            return _seek_to(container, _video_stream(container), target) is not None
+    except READ_ERRORS:
+        return False
