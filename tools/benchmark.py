@@ -257,7 +257,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
             ratios = [f["e2e_fps"] / t["e2e_fps"] for f, t in zip(runs["framewise"], runs["temporal"])]
             results[f"temporal/framewise e2e time {size}"] = statistics.median(ratios)
             print(f"temporal/framewise e2e time {size}", [round(r, 3) for r in ratios], flush=True)
-            if deflicker:  # issue 15: deflicker at least as fast as the temporal restore model
+            if deflicker:  # the deflicker target: at least as fast as the temporal restore model
                 ratios = [t["e2e_fps"] / d["e2e_fps"] for t, d in zip(runs["temporal"], runs["deflicker"])]
                 results[f"deflicker/temporal e2e time {size}"] = statistics.median(ratios)
                 print(f"deflicker/temporal e2e time {size}", [round(r, 3) for r in ratios], flush=True)

@@ -1,4 +1,4 @@
-"""Issue 15's deflicker targets of several results.json files side by side: how a deflicker
+"""The deflicker targets of several results.json files side by side: how a deflicker
 candidate is chosen on the val clips (tools/train_bundled.py's recipe comment).
 
     python tools/results.py --set val --sections deflicker --model deflicker=RUN --json A.json

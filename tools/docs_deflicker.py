@@ -13,7 +13,7 @@ LOOK_TARGET = "PSNR ≥ the stable version's − 1 dB"
 
 
 def targets(section: dict, row: str = "deflicker") -> list[tuple[str, str, float, bool]]:
-    """Issue 15's targets on every case that has ``row``: ``(case, target, value, met)``."""
+    """The deflicker targets on every case that has ``row``: ``(case, target, value, met)``."""
     out = []
     for clip, cases in section.items():
         for case, c in cases.items():

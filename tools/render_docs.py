@@ -55,7 +55,7 @@ def table(rows: dict, gain_over: str | None = "input") -> list[str]:
 
 
 def targets(data: dict) -> list[tuple[str, str, float, bool]]:
-    """Issue 13's targets on every case: ``(case, target, value, met)``."""
+    """The restore model's targets on every case: ``(case, target, value, met)``."""
     s, out = data["sections"], []
     for clip, cases in s["restore"].items():
         for case, r in cases.items():
