@@ -15,7 +15,9 @@ from vid2vid_lite.datasets import flow_cache
 from vid2vid_lite.datasets.clips import Augment, ClipDataset, ClipSampler, curriculum
 from vid2vid_lite.datasets.prepare import PrepareSettings, discover, prepare_video, prepare_videos
 from vid2vid_lite.datasets.synthetic import camera_move, camera_pan, load_photo
-from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, down_up, edges, get_task, gray, one_hot
+from vid2vid_lite.datasets.tasks import (
+    Downscale, Encoding, RestoreDegradation, Task, down_up, downscale, edges, get_task, gray, lanczos, one_hot,
+)
 from vid2vid_lite.errors import UserError
 from vid2vid_lite.io import read_video, write_video
 from vid2vid_lite.metrics import psnr
@@ -60,12 +62,37 @@ def test_colorize_edges_upscale_pair_makers_on_a_real_clip(real_frames):
     thin = get_task("edges", edge_thresholds=(300, 600)).make_input(clip)
     assert (thin > 0).sum() < (edge_in > 0).sum()
 
-    up = get_task("upscale2x").make_input(clip)
-    assert up.shape == clip.shape
-    assert 20 < db(up, clip) < 40  # blurred, not destroyed
-    small = cv2.resize(clip[0], (44, 36), interpolation=cv2.INTER_AREA)
-    assert np.array_equal(up[0], get_task("upscale2x").model_input(small))  # inference path, same pixels
-    assert np.array_equal(up[0], down_up(clip[0]))
+    small = get_task("upscale2x").make_input(clip)
+    assert small.shape == (4, 36, 44, 3)
+    assert np.array_equal(small[0], cv2.resize(clip[0], (44, 36), interpolation=cv2.INTER_AREA))
+    assert np.array_equal(get_task("upscale2x").model_input(small[0]), small[0])  # inference: the frame as it is
+    assert 20 < db(down_up(clip[0])[None], clip[:1]) < 40  # detail lost, picture kept
+
+
+def test_upscale_pair_maker_halves_even_crops_with_seeded_blur_and_x264(real_frames):
+    odd = real_frames[:4, :71, :87]
+    plain = get_task("upscale2x", downscale=Downscale(blur=0, compressed=0))
+    small, target = plain.make_pair(odd, np.random.default_rng(0))
+    assert target.shape == (4, 70, 86, 3) and small.shape == (4, 35, 43, 3)  # exactly x2
+    assert np.array_equal(target, odd[:, :70, :86])
+    assert np.array_equal(small[2], downscale(target[2]))
+    # Lanczos of the half-size frame is close to the target, but not equal to it
+    assert 22 < db(np.stack([lanczos(f) for f in small]), target) < 45
+
+    blurred = get_task("upscale2x", downscale=Downscale(blur=1, sigma=(0.7, 0.7), compressed=0))
+    soft, _ = blurred.make_pair(odd, np.random.default_rng(0))
+    assert soft.shape == small.shape and np.abs(np.diff(soft.astype(float), axis=2)).mean() < np.abs(
+        np.diff(small.astype(float), axis=2)).mean()  # blurred first: less detail
+
+    encoded = get_task("upscale2x", downscale=Downscale(blur=0, compressed=1, crf=(30, 30)))
+    first, _ = encoded.make_pair(real_frames[:4], np.random.default_rng(3))
+    again, _ = encoded.make_pair(real_frames[:4], np.random.default_rng(3))
+    clean, _ = plain.make_pair(real_frames[:4], np.random.default_rng(3))
+    assert np.array_equal(first, again)  # seeded
+    assert 25 < db(first, clean) < 45  # a real x264 encode at CRF 30: close, not equal
+
+    spec = encoded.to_spec()
+    assert Task.from_spec(spec).downscale == encoded.downscale
 
 
 def test_restore_pair_maker_reencodes_with_x264_and_noise_reproducibly(real_frames):

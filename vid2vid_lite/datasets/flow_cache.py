@@ -33,7 +33,7 @@ import torch
 from ..flow import DISFlow
 from ..io.base import discard, temporary_sibling
 from ..io.formats import list_images
-from ..nn.warp import occlusion_mask
+from ..nn.warp import occlusion_mask, resize_flow
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,10 @@ def compute_flows(
     """Compute the DIS flows of every consecutive frame pair inside each shot into ``folder``.
 
     Args:
-        view: frame index -> what DIS sees, ``(H, W)`` or ``(H, W, 3)`` uint8.
-        shape: ``(N, H, W)``.
+        view: frame index -> what DIS sees, ``(H, W)`` or ``(H, W, 3)`` uint8, or smaller (the
+            half-size input of a ×2 model: its flows are stored resized to ``shape``,
+            :func:`~vid2vid_lite.nn.warp.resize_flow`).
+        shape: ``(N, H, W)`` of the stored flows.
         shot_starts: frame indices that start a shot (no flow to the previous frame).
         preset: DIS preset.
         workers: threads (OpenCV releases the GIL); default: the CPU count, at most 8.
@@ -181,11 +183,13 @@ def compute_flows(
 
     def pair(t: int) -> None:
         prev, cur = view(t - 1), view(t)
-        b = dis.flow(cur, prev)
-        f = dis.flow(prev, cur)
-        mask = occlusion_mask(torch.from_numpy(b).permute(2, 0, 1)[None], torch.from_numpy(f).permute(2, 0, 1)[None])
-        bwd[t] = b
-        fwd[t - 1] = f
+        b = torch.from_numpy(dis.flow(cur, prev)).permute(2, 0, 1)[None]
+        f = torch.from_numpy(dis.flow(prev, cur)).permute(2, 0, 1)[None]
+        mask = occlusion_mask(b, f).float()
+        b, mask = resize_flow(b, (h, w), mask)  # a view at the input's size of a ×2 model
+        f, _ = resize_flow(f, (h, w))
+        bwd[t] = b[0].permute(1, 2, 0).numpy()
+        fwd[t - 1] = f[0].permute(1, 2, 0).numpy()
         valid[t] = mask[0, 0].numpy().astype(np.uint8)
 
     pairs = [t for t in range(1, n) if t not in starts]

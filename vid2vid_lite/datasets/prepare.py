@@ -267,12 +267,14 @@ def _prepare_flow(video: PreparedVideo, frames_key: str, s: PrepareSettings) -> 
         view = lambda t: arrays["b"][t]  # noqa: E731
     elif "a" in arrays:
         view = lambda t: task.flow_view(arrays["a"][t])  # noqa: E731
-    else:  # per-clip tasks: DIS on the input the task would make of the whole frame
+    else:  # per-clip tasks: DIS on the input the task would make of the whole frame (half size
+        # for upscale2x: compute_flows stores it at the frame's size)
         view = lambda t: task.flow_view(task.make_input(arrays["b"][t : t + 1])[0])  # noqa: E731
     key = settings_key(
         frames=frames_key, side=s.flow, preset=s.dis_preset,
         task=task.spec if s.flow == "source" else None,
         edges=list(task.edge_thresholds) if s.flow == "source" and task.name == "edges" else None,
+        **({"input_scale": task.scale} if s.flow == "source" and task.scale != 1 else {}),
     )
     return cached_flows(
         s.cache_dir, key, view, (video.length, video.height, video.width), video.cuts, s.dis_preset,

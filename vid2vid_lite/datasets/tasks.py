@@ -13,13 +13,18 @@ restore     the clip re-encoded (x264, x265 or  clean frame         3      per v
 paired      the user's A side                   the user's B side   3      given
 colorize    luma (BT.601), 1 channel            color frame         1      per clip
 edges       Canny edges of the frame            frame               1      per clip
-upscale2x   frame down- then up-sampled         original frame      3      per clip
-            (area 1/2, bicubic 2x)
+upscale2x   the frame at half size (area        original frame      3      per clip
+            filter; some clips blurred or x264  (twice the input's
+            compressed)                         size)
 labels:N    one-hot of an integer label map     the user's B side   N      given
 deflicker   the clip put through per-frame      the same processes  6      per clip
             processes with flickering           at the clip's mean
             parameters | the clip (the guide)   parameters
 ==========  ==================================  ==================  =====  ===========
+
+``upscale2x`` outputs twice the input's width and height (:attr:`Task.scale`): at inference
+the user's frame is the input as it is; at training the input is made from the (even-sized)
+target by :class:`Downscale`.
 
 "per clip" pair makers are cheap and run in the data workers on the augmented (cropped,
 scaled, flipped) target clip, so A always matches B exactly.  ``restore`` encodes a whole
@@ -57,21 +62,34 @@ def edges(frame: np.ndarray, low: int = 100, high: int = 200) -> np.ndarray:
     return cv2.Canny(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), low, high)[..., None]
 
 
-def upscale2x(frame: np.ndarray) -> np.ndarray:
-    """Bicubic 2x enlargement, the input of the ``upscale2x`` model."""
+def downscale(frame: np.ndarray, factor: float = 2.0) -> np.ndarray:
+    """``(H, W, C)`` -> ``(H // factor, W // factor, C)`` (sizes floored, at least 1) with the
+    area filter: the ``upscale2x`` input, and the first step of :func:`down_up`."""
     h, w = frame.shape[:2]
-    return cv2.resize(frame, (2 * w, 2 * h), interpolation=cv2.INTER_CUBIC)
+    small = cv2.resize(frame, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
+    return small.reshape(*small.shape[:2], *frame.shape[2:])
+
+
+def lanczos(frame: np.ndarray, scale: int = 2) -> np.ndarray:
+    """``(H, W, C)`` -> ``(scale·H, scale·W, C)`` with OpenCV's Lanczos (``INTER_LANCZOS4``):
+    the classical baseline an ``upscale2x`` model must beat (its untrained output)."""
+    h, w = frame.shape[:2]
+    big = cv2.resize(frame, (scale * w, scale * h), interpolation=cv2.INTER_LANCZOS4)
+    return big.reshape(*big.shape[:2], *frame.shape[2:])
 
 
 def down_up(frame: np.ndarray, factor: float = 2.0) -> np.ndarray:
-    """The ``upscale2x`` training input: area-downsample by ``factor`` (sizes floored), then
-    bicubic back to ``(H, W)`` (also deflicker's ``restore_model`` process, at 1-3).
-
-    For even sizes and ``factor`` 2 the second step is exactly :func:`upscale2x`, the inference
-    input."""
+    """Area-downsample by ``factor``, then bicubic back to ``(H, W)``: lost detail, as an
+    upscaler's input (deflicker's ``restore_model`` process, at 1-3)."""
     h, w = frame.shape[:2]
-    small = cv2.resize(frame, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(downscale(frame, factor), (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def even_crop(frames: np.ndarray) -> np.ndarray:
+    """``(..., H, W, C)`` cropped to even sizes (the last row / column dropped where odd): a
+    ×2 model's target is exactly twice its input."""
+    h, w = frames.shape[-3:-1]
+    return frames[..., : h - h % 2, : w - w % 2, :]
 
 
 def one_hot(labels: np.ndarray, label_nc: int) -> np.ndarray:
@@ -185,6 +203,46 @@ def add_noise(frame: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Downscale:
+    """How ``upscale2x`` makes its low-resolution training input from a clean clip: per clip
+    (from ``rng``), a share of the clips blurred a little first, the area filter to half size,
+    then a share of them through a real x264 encode at a mild CRF.
+
+    Attributes:
+        blur: probability that a clip is blurred before the downscale.
+        sigma: range of that Gaussian blur's std, in full-size pixels.
+        compressed: probability that the half-size clip is x264-encoded.
+        crf: range of that encode's CRF (preset veryfast).
+    """
+
+    blur: float = 0.3
+    sigma: tuple[float, float] = (0.3, 0.7)
+    compressed: float = 0.3
+    crf: tuple[int, int] = (18, 26)
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``(T, H, W, 3)`` uint8, even sizes -> ``(T, H/2, W/2, 3)`` uint8."""
+        if self.blur > 0 and rng.random() < self.blur:
+            sigma = float(rng.uniform(*self.sigma))
+            frames = np.stack([cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT101) for f in frames])
+        small = np.stack([downscale(f) for f in frames])
+        if self.compressed > 0 and rng.random() < self.compressed:
+            small = np.stack(list(RestoreDegradation.x264(tuple(self.crf))(small, rng)))
+        return small
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping) -> Downscale:
+        """From its config / spec mapping (``data.upscale``); missing keys keep their defaults."""
+        d = cls()
+        return cls(
+            blur=float(spec.get("blur", d.blur)),
+            sigma=tuple(float(v) for v in spec.get("sigma", d.sigma)),
+            compressed=float(spec.get("compressed", d.compressed)),
+            crf=tuple(int(v) for v in spec.get("crf", d.crf)),
+        )
+
+
 # --------------------------------------------------------------------------- tasks
 
 
@@ -201,6 +259,7 @@ class Task:
         edge_thresholds: Canny's low and high thresholds for ``edges``.
         degradation: the ``restore`` degradation.
         flicker: the ``deflicker`` pair maker's settings.
+        downscale: the ``upscale2x`` pair maker's settings.
     """
 
     name: str
@@ -210,6 +269,7 @@ class Task:
     edge_thresholds: tuple[int, int] = (100, 200)
     degradation: RestoreDegradation = field(default_factory=RestoreDegradation)
     flicker: Flicker = field(default_factory=Flicker)
+    downscale: Downscale = field(default_factory=Downscale)
 
     @property
     def spec(self) -> str:
@@ -232,6 +292,7 @@ class Task:
                 "clean": d.clean,
             },
             "flicker": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self.flicker).items()},
+            "downscale": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self.downscale).items()},
         }
 
     @classmethod
@@ -248,6 +309,8 @@ class Task:
             options["degradation"] = cls._degradation(spec["degradation"])
         if spec.get("flicker") is not None:
             options["flicker"] = Flicker.from_mapping(spec["flicker"])
+        if spec.get("downscale") is not None:
+            options["downscale"] = Downscale.from_mapping(spec["downscale"])
         return get_task(str(spec["name"]), label_nc=int(spec.get("label_nc") or 0), **options)
 
     @staticmethod
@@ -296,15 +359,14 @@ class Task:
             return gray(frame)
         if self.name == "edges":
             return edges(frame, *self.edge_thresholds)
-        if self.name == "upscale2x":
-            return upscale2x(frame)
         if self.name == "labels":
             return one_hot(frame, self.label_nc)
         return frame
 
     def make_input(self, frames: np.ndarray) -> np.ndarray:
         """Training pair maker for the per-clip tasks: target clip ``(T, H, W, 3)`` uint8 ->
-        input clip ``(T, H, W, in_channels)`` uint8 of the same size.
+        input clip ``(T, H / scale, W / scale, in_channels)`` uint8 (``upscale2x``: the clean
+        half-size clip, sizes floored, without :class:`Downscale`'s random blur and encode).
 
         ``restore`` uses :meth:`degrade` (a whole video at once); ``paired``/``labels`` have
         no maker (the user gives A)."""
@@ -313,7 +375,7 @@ class Task:
         if self.name == "edges":
             return np.stack([edges(f, *self.edge_thresholds) for f in frames])
         if self.name == "upscale2x":
-            return np.stack([down_up(f) for f in frames])
+            return np.stack([downscale(f) for f in frames])
         if self.name == "restore":
             raise ValueError("restore degrades whole videos: use Task.degrade")
         if self.name == "deflicker":
@@ -323,11 +385,15 @@ class Task:
     def make_pair(self, frames: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Training pair ``(input, target)`` of a per-clip task from a clip ``(T, H, W, 3)``
         uint8.  ``deflicker``: the clip processed with flickering parameters next to the clip
-        itself (the guide), and the stable version as the target; the others keep the clip as
+        itself (the guide), and the stable version as the target; ``upscale2x``: the clip cropped
+        to even sizes as the target, and :class:`Downscale` of it; the others keep the clip as
         the target (:meth:`make_input`)."""
         if self.name == "deflicker":
             processed, stable = flicker_pair(frames, rng, self.flicker)
             return np.stack([self.model_input(p, guide) for p, guide in zip(processed, frames)]), stable
+        if self.name == "upscale2x":
+            target = even_crop(frames)
+            return self.downscale(target, rng), target
         return self.make_input(frames), frames
 
     def degrade(
@@ -369,7 +435,7 @@ def get_task(name: str, **options) -> Task:
     """The task called ``name`` (``labels:N``, or ``paired`` with ``label_nc=N``: N-class label maps).
 
     ``options`` set :class:`Task` fields: ``label_nc``, ``edge_thresholds``, ``degradation``,
-    ``flicker``.
+    ``flicker``, ``downscale``.
     """
     name = str(name)
     if name.startswith("labels:"):

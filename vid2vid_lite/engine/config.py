@@ -25,13 +25,15 @@ def container(node) -> dict:
 
 
 def build_task(data: DictConfig) -> Task:
-    """The task ``data`` describes (``data.task``, ``label_nc``, ``edges``, ``restore``)."""
+    """The task ``data`` describes (``data.task``, ``label_nc``, ``edges``, ``restore``,
+    ``deflicker``, ``upscale``)."""
     return Task.from_spec({
         "name": str(data.task),
         "label_nc": int(data.get("label_nc") or 0),
         "edge_thresholds": (data.get("edges") or {}).get("thresholds", (100, 200)),
         "degradation": container(data.get("restore")),
         "flicker": container(data.get("deflicker")),
+        "downscale": container(data.get("upscale")),
     })
 
 

@@ -33,6 +33,7 @@ from ..losses import (
     GANLoss, VGGPerceptualLoss, feature_matching_loss, flow_loss, long_term_loss, mask_regularizer, warp_loss,
 )
 from ..nn import build_discriminator, build_generator, build_temporal_discriminator
+from ..nn.warp import resize_flow
 from .config import Precision, linear_decay, model_configs
 from .distributed import DistInfo
 from .precision import autocast_for
@@ -260,18 +261,31 @@ class VideoGAN:
         return autocast_for(self.device, self.precision.name)
 
     def _batch(self, batch: dict) -> dict:
+        """The batch on the device, in [-1, 1]: ``x`` (the input), ``y`` (the target), the
+        flows at the target's size (``flow``, ``flow_fwd``, ``valid``: what the losses and D_T
+        see), ``x_flow`` / ``x_valid`` (the generator's, at the input's size) and ``cond`` (the
+        input at the target's size, the discriminators' condition).  They differ for a ×2
+        task only."""
         nb = self.device.type == "cuda"
         out = {"x": to_float(batch["a"].to(self.device, non_blocking=nb)), "y": to_float(batch["b"].to(self.device, non_blocking=nb))}
         for k in ("flow", "flow_fwd", "valid"):
             if k in batch:
                 out[k] = batch[k].to(self.device, non_blocking=nb)
+        out["cond"], out["x_flow"], out["x_valid"] = out["x"], out.get("flow"), out.get("valid")
+        small, big = out["x"].shape[-2:], out["y"].shape[-2:]
+        if small != big:
+            b, t = out["x"].shape[:2]
+            out["cond"] = F.interpolate(_flat(out["x"]), size=big, mode="bilinear", align_corners=False).unflatten(0, (b, t))
+            if "flow" in out:
+                flow, valid = resize_flow(_flat(out["flow"]), small, _flat(out["valid"]))
+                out["x_flow"], out["x_valid"] = flow.unflatten(0, (b, t)), valid.unflatten(0, (b, t))
         return out
 
     def _use_dt(self, x: torch.Tensor) -> bool:
         return self.DT is not None and x.shape[1] >= self.DT.required_frames
 
     def _d_losses(self, b: dict, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        x, y = b["x"], b["y"]
+        x, y = b["cond"], b["y"]
         losses: dict[str, torch.Tensor] = {}
         if self.image_adversarial:
             pred = self.D_step(torch.cat([_flat(fake), _flat(y)]), torch.cat([_flat(x), _flat(x)]))
@@ -287,7 +301,7 @@ class VideoGAN:
 
     def _g_losses(self, b: dict, gen: dict) -> dict[str, torch.Tensor]:
         w = self.loss_w
-        x, y, fake = b["x"], b["y"], gen["out"]
+        x, y, fake = b["cond"], b["y"], gen["out"]
         losses: dict[str, torch.Tensor] = {}
         if w["l1"]:
             losses["l1"] = F.l1_loss(fake.float(), y)
@@ -363,7 +377,7 @@ class VideoGAN:
         """One step on a batch of clips; returns the losses to log (detached)."""
         b = self._batch(batch)
         with self.autocast():
-            gen = self.runner(b["x"], b.get("flow"), b.get("valid"))
+            gen = self.runner(b["x"], b["x_flow"], b["x_valid"])
         fake = gen["out"]
         d_losses = self._d_update(b, fake)
         g_losses, loss_g = self._g_update(b, gen)

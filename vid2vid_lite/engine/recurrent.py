@@ -104,7 +104,7 @@ class Recurrence:
         else:
             x_prev, y_prev = self._gather(keys)
             if flow is not None and not isinstance(flow, torch.Tensor):
-                flow, valid = self._gather_flows(flow, flags, y_prev)
+                flow, valid = self._gather_flows(flow, flags, x)
             result = self.model(x, x_prev=x_prev, y_prev=y_prev, flow=flow, valid=valid, reset=given, **extra)
         self._remember(keys, x, result.out)
         return result
@@ -132,8 +132,8 @@ class Recurrence:
 
     @staticmethod
     def _gather_flows(flows: Sequence, flags: list[bool], like: torch.Tensor) -> Flow:
-        """Per-row flows (pairs, futures of pairs) as one batch on ``like``'s device; zeros for
-        rows that reset."""
+        """Per-row flows (pairs, futures of pairs) as one batch on ``like``'s device; zeros of
+        ``like``'s size (the inputs': a flow is the inputs') for rows that reset."""
         if all(f is None for f in flows):
             return None, None  # the model estimates its own
         size = like.shape[-2:]

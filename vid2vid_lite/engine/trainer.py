@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ..checkpoint import load_state, resume_path, save_training, set_rng_state
 from ..datasets.clips import curriculum
-from ..datasets.tasks import Task
+from ..datasets.tasks import Task, lanczos
 from ..errors import UserError
 from ..flow import DISFlow
 from ..image import image_to_tensor, signed_to_unit, tensor_to_image, to_display
@@ -209,7 +210,9 @@ class Trainer:
         for name in VAL_METRICS:
             values = [r[name] for r in rows if not math.isnan(r[name])]
             summary[name] = float(np.mean(values)) if values else math.nan
-        if v["a"].shape[-1] == 3 or self.task.guided:  # how far the input itself is from the target (restore etc.)
+        if self.task.scale != 1:  # the classical baseline: Lanczos of the input
+            summary["psnr_input"] = float(psnr(np.stack([lanczos(f, self.task.scale) for f in v["a"]]), v["b"]).mean())
+        elif v["a"].shape[-1] == 3 or self.task.guided:  # how far the input itself is from the target (restore etc.)
             summary["psnr_input"] = float(psnr(v["a"][..., :3], v["b"]).mean())
         summary["frames"] = len(out)
         summary["held_out"] = bool(v["holdout"])
@@ -218,6 +221,8 @@ class Trainer:
     def _log_images(self) -> None:
         b, fake = self.model.last
         x, y = b["x"][0].float(), b["y"][0].float()  # (T, C, H, W)
+        if x.shape[-2:] != y.shape[-2:]:  # a ×2 model's input, enlarged to be seen beside it
+            x = F.interpolate(x, size=y.shape[-2:], mode="nearest")
         rows = [to_display(x), fake[0].float(), y]
         grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)  # (3, 3H, T*W)
         self.writer.add_image("samples/input_output_target", signed_to_unit(grid).cpu(), self.step)

@@ -174,6 +174,9 @@ class Translator:
         self.stability = float(stability)
         self.model = torch.compile(model) if compile else model
         self.task = task
+        self.scale = int(getattr(model, "scale", 1))  # output size / input size
+        if self.scale != task.scale:
+            raise ValueError(f"the model outputs {self.scale}x its input's size but task {task.spec} is {task.scale}x")
         self.device = device
         self.batch_spec = batch
         self.batch = 1 if str(batch) == "auto" else max(1, int(batch))
@@ -215,10 +218,10 @@ class Translator:
 
     # -- one forward pass ----------------------------------------------------------------
     def _model_tensor(self, inputs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Size]:
-        """A batch of model inputs as the model takes it (at the processing size), and their
-        size."""
+        """A batch of model inputs as the model takes it (at the processing size), and the
+        size of the output (the inputs' size times the task's scale)."""
         x = image_to_tensor(inputs, device=self.device)
-        size = x.shape[-2:]
+        size = torch.Size(self.scale * n for n in x.shape[-2:])
         if self.resize:
             x = resize_short_side(x, self.resize)
         if self.device.type == "cuda":
@@ -236,8 +239,8 @@ class Translator:
         return result._replace(out=y) if self.temporal else y
 
     def _run_model(self, inputs: list[np.ndarray], **temporal):
-        """Generator on a batch of model inputs; returns the output at the input size (a
-        temporal model's :class:`TemporalOutput`, its ``out`` at the input size)."""
+        """Generator on a batch of model inputs; returns the output at the output size (a
+        temporal model's :class:`TemporalOutput`, its ``out`` at the output size)."""
         return self._forward(*self._model_tensor(inputs), **temporal)
 
     # -- frame-wise ----------------------------------------------------------------------
@@ -360,11 +363,12 @@ class Translator:
     def _part_of(self, frame: Frame) -> int:
         return frame.index // self.part_frames
 
-    @staticmethod
-    def _model_size(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The output (at the input size) at the processing size, as the recurrence needs it."""
-        if y.shape[-2:] != x.shape[-2:]:
-            y = F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
+    def _model_size(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The output (at the output size) at the size the model gives for the processing-size
+        input ``x``, as the recurrence feeds it back."""
+        size = tuple(self.scale * n for n in x.shape[-2:])
+        if y.shape[-2:] != size:
+            y = F.interpolate(y, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(-1, 1)
         return y
 
     # -- the whole video -----------------------------------------------------------------

@@ -7,7 +7,8 @@ keys: a misspelt key is a ``ValueError`` naming the valid ones.  Keys starting w
 ``build_generator(cfg)`` keys (defaults in brackets):
 
 ========================  ====================================================================
-``name``                  ``framewise`` (pix2pix U-Net) or ``temporal`` (recurrent) [framewise]
+``name``                  ``framewise`` (pix2pix U-Net), ``temporal`` (recurrent), ``sr`` or
+                          ``temporal_sr`` (×2 super-resolution, below) [framewise]
 ``in_channels``           source channels [3]
 ``out_channels``          output channels [3] (must be 3 for ``temporal``)
 ``ngf``                   base width [64]; 32 is ~4x cheaper
@@ -36,6 +37,10 @@ keys: a misspelt key is a ``ValueError`` naming the valid ones.  Keys starting w
 ``raft_iters``            RAFT refinement iterations [12]
 ========================  ====================================================================
 
+``sr`` and ``temporal_sr`` (:mod:`.sr`: they compute at the input's resolution and output
+twice its size): ``in_channels`` [3, the only choice], ``channels`` [32], ``layers`` [7];
+``temporal_sr`` also ``mask_bias`` [2.0] and ``dis_preset`` [fast].
+
 Every generator has ``config`` (the full, JSON-serialisable cfg with defaults filled in:
 ``build_generator(model.config)`` rebuilds it), ``multiple`` (its pad multiple),
 ``flow_source`` (``none`` for frame-wise) and ``is_temporal``.
@@ -59,6 +64,7 @@ import torch.nn as nn
 
 from .flow import LearnedFlow, RAFTFlow
 from .patchgan import MultiScaleDiscriminator, NLayerDiscriminator
+from .sr import SRNet, TemporalSRNet
 from .temporal import InitReport, TemporalGenerator, TemporalOutput
 from .temporal_d import TemporalDiscriminator, TemporalPatchDiscriminator
 from .unet import UNet, UNetGenerator
@@ -70,10 +76,12 @@ __all__ = [
     "MultiScaleDiscriminator",
     "NLayerDiscriminator",
     "RAFTFlow",
+    "SRNet",
     "TemporalDiscriminator",
     "TemporalGenerator",
     "TemporalOutput",
     "TemporalPatchDiscriminator",
+    "TemporalSRNet",
     "UNet",
     "UNetGenerator",
     "build_discriminator",
@@ -83,7 +91,7 @@ __all__ = [
     "warp",
 ]
 
-GENERATORS = {"framewise": UNetGenerator, "temporal": TemporalGenerator}
+GENERATORS = {"framewise": UNetGenerator, "temporal": TemporalGenerator, "sr": SRNet, "temporal_sr": TemporalSRNet}
 
 
 def _checked_kwargs(cfg: Mapping[str, Any], allowed: list[str], what: str) -> dict[str, Any]:

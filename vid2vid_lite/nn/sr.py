@@ -18,15 +18,13 @@ Both take and return images in [-1, 1].
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .temporal import TemporalOutput
-from .warp import warp
+from .temporal import InitReport, TemporalOutput, init_from_framewise
+from .warp import resize_flow, warp
 
 
 def _lanczos4_taps(shift: float) -> np.ndarray:
@@ -37,35 +35,32 @@ def _lanczos4_taps(shift: float) -> np.ndarray:
     return taps / taps.sum()
 
 
-def _phase_kernels() -> torch.Tensor:
-    """``(2, 1, 9)``: the weights of output pixels 2i (source i − 0.25) and 2i + 1 (source
-    i + 0.25) over source pixels i − 4 to i + 4."""
-    kernels = np.zeros((2, 1, 9))
-    kernels[0, 0, 0:8] = _lanczos4_taps(0.75)  # source i - 0.25 = (i - 1) + 0.75
-    kernels[1, 0, 1:9] = _lanczos4_taps(0.25)
-    return torch.from_numpy(kernels).float()
+_TAPS = (_lanczos4_taps(0.75).tolist(), _lanczos4_taps(0.25).tolist())
 
 
-_KERNELS = _phase_kernels()
+def _up2(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Lanczos ×2 along ``dim`` (2: rows, 3: columns) of ``(B, C, H, W)``, borders replicated.
 
-
-def _up2_last_axis(x: torch.Tensor) -> torch.Tensor:
-    """Lanczos ×2 along the last axis of ``(N, 1, H, W)``, borders replicated."""
-    n, _, h, w = x.shape
-    k = _KERNELS.to(x.device, x.dtype).view(2, 1, 1, 9)
-    y = F.conv2d(F.pad(x, (4, 4, 0, 0), mode="replicate"), k)  # (N, 2, H, W): the two phases
-    return y.permute(0, 2, 3, 1).reshape(n, 1, h, 2 * w)
+    Output pixel 2i sits at source i − 0.25 (taps over source pixels i − 4 … i + 3), 2i + 1 at
+    i + 0.25 (i − 3 … i + 4).  Written as weighted sums of shifted views: a 1×9 convolution
+    with one input channel is several times slower on the CPU."""
+    n = x.shape[dim]
+    padded = F.pad(x, (4, 4, 0, 0) if dim == 3 else (0, 0, 4, 4), mode="replicate")
+    phases = []
+    for offset, taps in enumerate(_TAPS):  # phase 0: padded pixels i .. i + 7, phase 1: i + 1 .. i + 8
+        acc = padded.narrow(dim, offset, n) * taps[0]
+        for k, weight in enumerate(taps[1:], start=1):
+            acc.add_(padded.narrow(dim, offset + k, n), alpha=weight)
+        phases.append(acc)
+    return torch.stack(phases, dim + 1).flatten(dim, dim + 1)
 
 
 def lanczos_up2(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B, C, 2H, 2W)``: OpenCV's ``INTER_LANCZOS4`` ×2 (pixel centres
-    aligned, borders replicated), as a fixed convolution (differentiable, on any device)."""
+    aligned, borders replicated), differentiable, on any device."""
     if x.ndim != 4:
         raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
-    b, c, h, w = x.shape
-    y = _up2_last_axis(x.reshape(b * c, 1, h, w))
-    y = _up2_last_axis(y.transpose(2, 3)).transpose(2, 3)
-    return y.reshape(b, c, 2 * h, 2 * w)
+    return _up2(_up2(x, 3), 2)
 
 
 class SRBody(nn.Module):
@@ -87,10 +82,16 @@ class SRBody(nn.Module):
         return self.convs[-1](x)
 
 
+def _check_rgb(in_channels: int) -> None:
+    if int(in_channels) != 3:
+        raise ValueError(f"the x2 SR networks take RGB (in_channels=3), not {in_channels} channels")
+
+
 class SRNet(nn.Module):
     """Frame-wise ×2 SR: ``lanczos_up2(x) + pixel_shuffle(body(x))``.
 
     Args:
+        in_channels: must be 3 (RGB).
         channels: width of the body.
         layers: 3×3 convolutions in the body.
 
@@ -99,11 +100,14 @@ class SRNet(nn.Module):
     """
 
     scale = 2
+    multiple = 1  # any size: no padding
     flow_source = "none"
+    is_temporal = False
 
-    def __init__(self, channels: int = 32, layers: int = 7) -> None:
+    def __init__(self, in_channels: int = 3, channels: int = 32, layers: int = 7) -> None:
         super().__init__()
-        self.config = {"name": "sr", "channels": channels, "layers": layers}
+        _check_rgb(in_channels)
+        self.config = {"name": "sr", "in_channels": 3, "channels": channels, "layers": layers}
         self.body = SRBody(3, 3 * 4, channels, layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,8 +120,12 @@ class TemporalSRNet(nn.Module):
     the ×2 correction and a ×2 blend mask.
 
     Args:
+        in_channels: must be 3 (RGB).
         channels, layers: the body (as :class:`SRNet`'s, whose weights it can start from).
         mask_bias: initial bias of the mask's logits (sigmoid(2) ≈ 0.88: mostly the new frame).
+        use_validity: feed the flow's validity map (without it the body sees ones there, and
+            inference needs one DIS call a frame instead of two and the forward-backward test).
+        dis_preset: the DIS preset of the flow it is fed (inference and the training cache).
 
     ``forward(x, y_prev=, flow=, valid=, reset=, mask_power=)``: ``x`` ``(B, 3, H, W)``, the
     previous output ``y_prev`` ``(B, 3, 2H, 2W)``, the backward flow t -> t−1 of the
@@ -127,12 +135,17 @@ class TemporalSRNet(nn.Module):
     """
 
     scale = 2
+    multiple = 1
     flow_source = "dis"
-    use_validity = True
+    is_temporal = True
 
-    def __init__(self, channels: int = 32, layers: int = 7, mask_bias: float = 2.0) -> None:
+    def __init__(self, in_channels: int = 3, channels: int = 32, layers: int = 7, mask_bias: float = 2.0,
+                 use_validity: bool = True, dis_preset: str = "fast") -> None:
         super().__init__()
-        self.config = {"name": "temporal_sr", "channels": channels, "layers": layers, "mask_bias": mask_bias}
+        _check_rgb(in_channels)
+        self.use_validity = bool(use_validity)
+        self.config = {"name": "temporal_sr", "in_channels": 3, "channels": channels, "layers": layers,
+                       "mask_bias": mask_bias, "use_validity": self.use_validity, "dis_preset": dis_preset}
         # in: frame 3 + warped past folded 12 + validity folded 4; out: correction 12 + mask 4
         self.body = SRBody(3 + 12 + 4, 12 + 4, channels, layers)
         with torch.no_grad():
@@ -156,41 +169,34 @@ class TemporalSRNet(nn.Module):
         if reset is None:
             reset = torch.zeros(b, dtype=torch.bool, device=x.device)
         valid = torch.ones_like(flow[:, :1]) if valid is None else valid
+        flow2, valid2 = resize_flow(flow, big, valid)
+        warped = warp(y_prev, flow2)
+        resets = bool(reset.any())  # rows without a past get zeros for it (the usual batch has none)
         keep = (~reset).to(x.dtype).view(b, 1, 1, 1)
-        flow2 = F.interpolate(flow, size=big, mode="bilinear", align_corners=False) * 2  # pixels at ×2
-        valid2 = F.interpolate(valid, size=big, mode="nearest") * keep
-        warped = warp(y_prev, flow2) * keep
-        inputs = torch.cat([x, F.pixel_unshuffle(warped, 2), F.pixel_unshuffle(valid2, 2)], dim=1)
+        if resets:
+            valid2, warped, flow2 = valid2 * keep, warped * keep, flow2 * keep
+        # the validity folded to the input's size, or (without it) 1 where there is a past
+        seen = F.pixel_unshuffle(valid2, 2) if self.use_validity else keep.expand(b, 4, h, w)
+        inputs = torch.cat([x, F.pixel_unshuffle(warped, 2), seen], dim=1)
         correction, logits = self.body(inputs).split([12, 4], dim=1)
-        image = (lanczos_up2(x) + F.pixel_shuffle(correction, 2)).clamp(-1, 1)
+        image = (lanczos_up2(x) + F.pixel_shuffle(correction, 2)).clamp_(-1, 1)
         mask = torch.sigmoid(F.pixel_shuffle(logits, 2))
         if mask_power != 1.0:
             mask = mask.pow(mask_power)
-        mask = torch.where(keep.bool().expand_as(mask), mask, torch.ones_like(mask))
-        out = mask * image + (1 - mask) * warped
-        return TemporalOutput(out=out, image=image, mask=mask, warped=warped, flow=flow2 * keep, valid=valid2)
+        if resets:
+            mask = torch.where(keep.bool().expand_as(mask), mask, torch.ones_like(mask))
+        out = torch.lerp(warped, image.to(warped.dtype), mask.to(warped.dtype))  # m·image + (1 − m)·warped
+        return TemporalOutput(out=out, image=image, mask=mask, warped=warped, flow=flow2, valid=valid2)
 
-    @torch.no_grad()
-    def init_from_framewise(self, framewise: SRNet) -> None:
-        """Start from a trained :class:`SRNet`: its body's weights, with the extra inputs
-        (the warped past, the validity) and the mask's outputs starting at zero, so the
-        correction is the frame-wise one until training says otherwise."""
-        for mine, theirs in zip(self.body.convs, framewise.body.convs):
-            if mine.weight.shape == theirs.weight.shape:
-                mine.weight.copy_(theirs.weight)
-                mine.bias.copy_(theirs.bias)
-        first, last = self.body.convs[0], self.body.convs[-1]
-        first.weight.zero_()
-        first.weight[:, :3].copy_(framewise.body.convs[0].weight)
-        first.bias.copy_(framewise.body.convs[0].bias)
-        last.weight[:12].copy_(framewise.body.convs[-1].weight)
-        last.bias[:12].copy_(framewise.body.convs[-1].bias)
-        last.weight[12:].zero_()
+    def init_from_framewise(self, framewise: SRNet | dict) -> InitReport:
+        """Start from a trained :class:`SRNet` (:func:`~vid2vid_lite.nn.temporal.init_from_framewise`):
+        its body's weights, with the extra inputs (the warped past, the validity) and the
+        mask's outputs starting at zero, so the correction is the frame-wise one until training
+        says otherwise."""
+        return init_from_framewise(self, framewise)
 
 
 def sr_param_count(model: nn.Module) -> int:
     """Trainable parameters (the bundled models' size budget)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-
-assert math.isclose(float(_KERNELS[0].sum()), 1.0, rel_tol=1e-6)

@@ -368,40 +368,50 @@ class TemporalGenerator(nn.Module):
 
     @torch.no_grad()
     def init_from_framewise(self, source: nn.Module | Mapping[str, torch.Tensor]) -> InitReport:
-        """Copy a frame-wise generator's weights wherever the name and shape match.
+        """Start from a frame-wise generator (:func:`init_from_framewise`): the image branch
+        computes exactly the frame-wise output until training uses the new inputs."""
+        return init_from_framewise(self, source)
 
-        The first convolution differs only in its input channels: x[t] comes first in the body's
-        input, so its weights are copied into the x[t] slice and the extra input channels
-        (previous frame, warped output, flow, validity) are zeroed.  The image branch then
-        computes exactly the frame-wise output until training uses the new inputs.
 
-        Args:
-            source: a :class:`~vid2vid_lite.nn.unet.UNetGenerator` or its ``state_dict()``.
+@torch.no_grad()
+def init_from_framewise(model: nn.Module, source: nn.Module | Mapping[str, torch.Tensor]) -> InitReport:
+    """Copy a frame-wise generator's weights into a temporal ``model`` wherever the name and
+    shape match.
 
-        Returns:
-            an :class:`InitReport` (its ``str`` gives the counts).
-        """
-        src = source.state_dict() if isinstance(source, nn.Module) else source
-        report = InitReport()
-        for name, dst in self.state_dict().items():
-            tensor = src.get(name)
-            if tensor is None:
-                report.skipped.append(name)
-            elif tensor.shape == dst.shape:
-                dst.copy_(tensor)
-                report.copied.append(name)
-            elif _leading_slice(tensor, dst) is not None:
-                # The first conv has extra input channels, the last layer an extra output (the
-                # mask): copy the frame-wise part; zero the new weights so the image branch
-                # starts as the frame-wise model; keep the mask's initial bias.
-                dim = _leading_slice(tensor, dst)
-                if dst.dim() > 1:
-                    dst.zero_()
-                dst.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
-                report.partial.append(name)
-            else:
-                report.skipped.append(name)
-        return report
+    The first convolution differs only in its input channels: x[t] comes first in the body's
+    input, so its weights are copied into the x[t] slice and the extra input channels
+    (previous frame, warped output, flow, validity) are zeroed.  The last layer has extra
+    outputs (the mask): the frame-wise part is copied, the mask's weights zeroed and its
+    initial bias kept.
+
+    Args:
+        model: the temporal generator (its layers named as the frame-wise one's).
+        source: the frame-wise generator or its ``state_dict()``.
+
+    Returns:
+        an :class:`InitReport` (its ``str`` gives the counts).
+    """
+    src = source.state_dict() if isinstance(source, nn.Module) else source
+    report = InitReport()
+    for name, dst in model.state_dict().items():
+        tensor = src.get(name)
+        if tensor is None:
+            report.skipped.append(name)
+        elif tensor.shape == dst.shape:
+            dst.copy_(tensor)
+            report.copied.append(name)
+        elif _leading_slice(tensor, dst) is not None:
+            # The first conv has extra input channels, the last layer an extra output (the
+            # mask): copy the frame-wise part; zero the new weights so the image branch
+            # starts as the frame-wise model; keep the mask's initial bias.
+            dim = _leading_slice(tensor, dst)
+            if dst.dim() > 1:
+                dst.zero_()
+            dst.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+            report.partial.append(name)
+        else:
+            report.skipped.append(name)
+    return report
 
 
 def _leading_slice(src: torch.Tensor, dst: torch.Tensor) -> int | None:

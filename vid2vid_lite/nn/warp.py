@@ -103,3 +103,25 @@ def chain_flows(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:
     """
     return flow_ab + warp(flow_bc, flow_ab)
 
+
+
+def resize_flow(
+    flow: torch.Tensor, size: tuple[int, int], valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A flow ``(B, 2, H, W)`` in pixels and its validity ``(B, 1, H, W)`` at ``size = (h, w)``:
+    the vectors scaled by ``w / W`` and ``h / H`` (pixels of the new size).
+
+    Growing: bilinear flow, nearest validity.  Shrinking: the flow averaged over each new
+    pixel's area, valid only where every pixel it covers is (the ×2 models get their
+    low-resolution flow from the training cache's full-size one this way)."""
+    h, w = int(size[0]), int(size[1])
+    height, width = flow.shape[-2:]
+    if (h, w) == (height, width):
+        return flow, valid
+    shrink = h <= height and w <= width
+    resized = F.interpolate(flow, size=(h, w), mode="area") if shrink else F.interpolate(
+        flow, size=(h, w), mode="bilinear", align_corners=False)
+    resized = resized * torch.tensor([w / width, h / height], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    if valid is not None:
+        valid = -F.adaptive_max_pool2d(-valid, (h, w)) if shrink else F.interpolate(valid, size=(h, w), mode="nearest")
+    return resized, valid
