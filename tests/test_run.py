@@ -186,8 +186,15 @@ def test_demo_runs_with_no_input(tmp_path):
     result = run("progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     demo = tmp_path / "v2v_demo"
-    for name in ("degraded.mp4", "framewise.mp4", "temporal.mp4", "side_by_side.mp4", "report/metrics.json"):
+    for name in ("side_by_side.mp4", "report/metrics.json", "half_size/000000.png", "original/000131.png"):
         assert (demo / name).is_file(), name
-    frames, info = read_video(demo / "temporal.mp4")
-    assert frames.shape == (132, 270, 480, 3) and info.has_audio
+    half, _ = read_video(demo / "half_size")
+    assert half.shape == (132, 135, 240, 3)
+    for kind in ("lanczos", "framewise", "temporal"):  # each upscaler back at the original's size
+        frames, _ = read_video(demo / kind)
+        assert frames.shape == (132, 270, 480, 3), kind
+    side, _ = read_video(demo / "side_by_side.mp4")
+    assert side.shape == (132, 270, 4 * 480, 3)  # Lanczos | frame-wise | temporal | original
+    table = result.stdout.split("demo: frames")[0]
+    assert "temporal" in table and "frame-wise" in table and "Lanczos" in table and "psnr" in table
     assert "demo: report" in result.stdout

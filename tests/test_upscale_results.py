@@ -110,3 +110,17 @@ def test_upscale_targets_are_computed_from_the_rows():
     assert "### upscale2x targets: 7 of 12 met" in text
     assert "| b, clean | temporal ewarp ≤ 0.9× frame-wise | 0.95× | **MISSED** |" in text
     assert "+0.850 dB over Lanczos on average with clean input (+0.200 to +1.500 per clip" in text
+
+
+def test_a_recorded_val_experiment_renders_its_gains_and_ratios(tmp_path):
+    clips = {"a": {"clean": _rows(30.0, 31.0, 31.5, ewarp=(2e-3, 1e-3), tof=(0.2, 0.1))},
+             "move_x": {"clean": _rows(35.0, 35.2, 35.0, ewarp=(1e-3, 8e-4), tof=(0.1, 0.1))}}
+    data = {"date": "2026-12-07", "models": {"upscale2x": "t", "upscale2x-framewise": "f"},
+            "sections": {"upscale": {**clips, "groups": {"real clips": ["a"], "photo moves": ["move_x"]}}}}
+    path = tmp_path / "val_upscale.json"
+    upscale_results.record_experiment("first", data, path)
+    record = json.loads(path.read_text())
+    assert record["first"]["clips"]["a"]["clean"] == {"frame-wise": 1.0, "temporal": 1.5, "ewarp_ratio": 0.5,
+                                                      "tof_ratio": 0.5}
+    table = docs_upscale.tried_block(record)
+    assert "| first | +1.000 / +0.200 dB | +1.500 / +0.000 dB | +0.500 dB | 0.50–0.80× | 0.50–1.00× |" in table

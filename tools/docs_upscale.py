@@ -150,3 +150,26 @@ def readme_block(section: dict) -> str:
     return text
 
 
+
+
+def tried_block(record: dict) -> str:
+    """TRAINING.md's table of the upscale2x recipes tried, from val_upscale.json
+    (``tools/results.py --set val --sections upscale --label NAME``): PSNR over Lanczos on the
+    real and photo-move val clips (clean input), temporal over frame-wise, and the temporal
+    model's warping error and tOF over the frame-wise model's (range over the clips)."""
+    lines = ["| upscale2x recipe (val clips, clean input) | frame-wise Δpsnr vs Lanczos: real / moves "
+             "| temporal: real / moves | temporal − frame-wise, real | ewarp temporal / frame-wise | tOF temporal / frame-wise |",
+             "|---|---|---|---|---|---|"]
+    for label, e in record.items():
+        def mean(group: str, key: str) -> float:
+            values = [e["clips"][c]["clean"][key] for c in e["groups"][group]]
+            return sum(values) / len(values)
+
+        rows = [e["clips"][c]["clean"] for c in e["clips"]]
+        ew, tof = [r["ewarp_ratio"] for r in rows], [r["tof_ratio"] for r in rows]
+        lines.append(
+            f"| {label} | {mean('real clips', 'frame-wise'):+.3f} / {mean('photo moves', 'frame-wise'):+.3f} dB "
+            f"| {mean('real clips', 'temporal'):+.3f} / {mean('photo moves', 'temporal'):+.3f} dB "
+            f"| {mean('real clips', 'temporal') - mean('real clips', 'frame-wise'):+.3f} dB "
+            f"| {min(ew):.2f}–{max(ew):.2f}× | {min(tof):.2f}–{max(tof):.2f}× |")
+    return "\n".join(lines)

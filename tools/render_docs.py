@@ -7,6 +7,8 @@
   (tools/results.py);
 - docs/MODEL_CARD.md's data and training tables: dataset.json and training.json
   (tools/train_bundled.py --install);
+- docs/TRAINING.md's table of the upscale2x recipes tried: val_upscale.json (tools/results.py
+  --set val --sections upscale --label NAME);
 - docs/BENCHMARKS.md (whole) and README.md's demo time: benchmark-DATE-COMMIT.json
   (tools/benchmark.py; the newest is the current one, the others are history).
 
@@ -33,6 +35,7 @@ RESULTS_MD = ROOT / "docs" / "RESULTS.md"
 README = ROOT / "README.md"
 MODEL_CARD = ROOT / "docs" / "MODEL_CARD.md"
 BENCHMARKS_MD = ROOT / "docs" / "BENCHMARKS.md"
+TRAINING_MD = ROOT / "docs" / "TRAINING.md"
 COLUMNS = ("psnr", "ssim", "ewarp", "ewarp_ref", "tof", "flicker")
 ROW_ORDER = ("input", "classical", "frame-wise", "temporal")
 
@@ -203,6 +206,7 @@ def training_block(data: dict) -> str:
     for name, r in data.items():
         steps = f"{r['init_step']} (frame-wise) + {r['steps']}" if r.get("init_step") else str(r["steps"])
         time = f"{r['time_s'] / 60:.1f} min" if r.get("time_s") else "not recorded"
+        time += " (after a resume: the part before it is not timed)" if r.get("resumed") else ""
         rate = f"{r['it_per_s']:.2f}" if r.get("it_per_s") else "not recorded"
         lines.append(f"| `{name}` | {r['task']} | {r['model']} | {steps} | {time} | {rate} | {r.get('date', 'not recorded')} |")
     return "\n".join(lines)
@@ -239,6 +243,10 @@ def wanted_docs() -> dict[Path, str]:
         wanted[BENCHMARKS_MD] = benchmarks_markdown(runs) + "\n"
         readme = replace_block(wanted.get(README, README.read_text()), "demo", demo_block(runs))
         wanted[README] = replace_block(readme, "speed", speed_block(runs))
+    tried = MEASUREMENTS / "val_upscale.json"
+    if tried.exists():
+        wanted[TRAINING_MD] = replace_block(TRAINING_MD.read_text(), "upscale-tried",
+                                            docs_upscale.tried_block(json.loads(tried.read_text())))
     card = MODEL_CARD.read_text()
     for name, render in (("dataset", dataset_block), ("training", training_block)):
         source = MEASUREMENTS / f"{name}.json"

@@ -200,8 +200,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="default: docs/measurements/results.json (heldout)")
     parser.add_argument("--no-docs", action="store_true", help="write only the JSON")
     parser.add_argument("--clips", nargs="+", default=None, help=argparse.SUPPRESS)  # only these clips (smoke runs)
-    parser.add_argument("--label", help="with --set val: record the restore model's validation gains under this "
-                        "name in docs/measurements/val_experiments.json (what was tried, RESULTS.md)")
+    parser.add_argument("--label", help="with --set val: record the measured models' validation numbers under this "
+                        "name (restore: docs/measurements/val_experiments.json, rendered into RESULTS.md; upscale: "
+                        "val_upscale.json, rendered into TRAINING.md): what was tried")
     args = parser.parse_args()
     models = dict(MODELS)
     for item in args.model:
@@ -241,7 +242,10 @@ def main() -> None:
     target.write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {target}")
     if args.label and not full:
-        record_experiment(args.label, data)
+        if "restore" in sections:
+            record_experiment(args.label, data)
+        if "upscale" in sections:
+            upscale_results.record_experiment(args.label, data)
     if full and not args.no_docs and args.json is None:
         render()
 

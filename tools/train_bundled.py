@@ -59,11 +59,17 @@ class Recipe:
     framewise_batch: int = 4
     models: tuple[str, str] = ("framewise", "temporal")  # the model config group's two entries
     arch: tuple[str, ...] = tuple(ARCH)
+    start: int | None = None  # the frame-wise step the temporal stage starts from (None: fw_steps - tm_steps)
 
     @property
     def framewise(self) -> bool:
         """False (``fw_steps`` 0): the temporal model alone, from scratch, ``tm_steps``."""
         return self.fw_steps > 0
+
+    @property
+    def init_step(self) -> int:
+        """The frame-wise step the temporal stage starts from."""
+        return self.fw_steps - self.tm_steps if self.start is None else self.start
 
 
 RECIPES = {
@@ -82,15 +88,16 @@ RECIPES = {
         framewise_batch=8,
     ),
     # upscale2x: the sr body (16 channels, 7 layers: the widest whose temporal model stays near
-    # the speed target, docs/BENCHMARKS.md), L1 only; the temporal stage on clips of 6 frames
-    # with a warp loss (10 next to L1's 100), without the validity input (one DIS call a frame).
+    # the speed target, docs/BENCHMARKS.md), L1 only; the temporal stage from the final
+    # frame-wise model on clips of 6 frames with a warp loss (5 next to L1's 100), without the
+    # validity input (one DIS call a frame). Chosen on the val clips (docs/TRAINING.md).
     "upscale2x": Recipe(
-        "upscale-set", 8000, 3000,
+        "upscale-set", 8000, 6000,
         ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
          "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
-        ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
+        ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=5", "loss.mask=0.1",
          "data.clip_len=6", "train.batch_size=4"),
-        framewise_batch=16, models=("sr", "temporal_sr"), arch=("model.channels=16", "model.layers=7"),
+        framewise_batch=16, models=("sr", "temporal_sr"), arch=("model.channels=16", "model.layers=7"), start=8000,
     ),
     # colorize: the pix2pix recipe (LSGAN + 100 L1 + 10 feature matching) on the older small set;
     # warp 10 with a weak mask regulariser (0.1) beat the defaults (1 and 1) (docs/RESULTS.md).
@@ -190,11 +197,12 @@ def prepare_data(folder: Path, kind: str) -> Path:
 
 def _normalised(overrides: list[str]) -> list[str]:
     """Overrides with path values made absolute (relative ones are relative to the repository),
-    without ``train.resume`` (a resumed run is the same run)."""
+    without those that leave the weights as they are (``train.resume``: a resumed run is the
+    same run; ``train.keep_every``: which checkpoints are kept besides the last)."""
     out = []
     for item in overrides:
         key, _, value = item.partition("=")
-        if key == "train.resume":
+        if key in ("train.resume", "train.keep_every"):
             continue
         path = ROOT / value
         out.append(f"{key}={path.resolve()}" if "/" in value and path.exists() else item)
@@ -230,12 +238,13 @@ def framewise_args(data: Path, task: str) -> list[str]:
     """pix2pix: no temporal losses; keeps the checkpoint the temporal model starts from."""
     r = RECIPES[task]
     return [f"data.train={data}", f"data.task={task}", *r.arch, *TRAIN, *r.common, f"model={r.models[0]}", "loss.warp=0",
-            f"train.batch_size={r.framewise_batch}", f"train.steps={r.fw_steps}", f"train.keep_every={r.fw_steps - r.tm_steps}"]
+            f"train.batch_size={r.framewise_batch}", f"train.steps={r.fw_steps}", f"train.keep_every={r.init_step}"]
 
 
 def temporal_args(data: Path, task: str, framewise_run: Path) -> list[str]:
     r = RECIPES[task]
-    init = framewise_run / "checkpoints" / f"step_{r.fw_steps - r.tm_steps:06d}.pt"
+    # the final frame-wise model is the run dir's latest checkpoint; earlier ones are kept steps
+    init = framewise_run if r.init_step == r.fw_steps else framewise_run / "checkpoints" / f"step_{r.init_step:06d}.pt"
     start = [f"model.init_from={init}"] if r.framewise else []
     return [f"data.train={data}", f"data.task={task}", *r.arch, *TRAIN, *r.common, f"model={r.models[1]}",
             *start, f"train.steps={r.tm_steps}", *r.temporal]
@@ -278,8 +287,9 @@ def install(task: str, framewise_run: Path, temporal_run: Path, data: Path) -> N
         metrics = json.loads((run / "metrics.json").read_text())
         record[name] = {
             "task": task, "model": metrics["model"], "steps": metrics["steps"],
-            "init_step": RECIPES[task].fw_steps - RECIPES[task].tm_steps if kind == "temporal" and RECIPES[task].framewise else None,
+            "init_step": RECIPES[task].init_step if kind == "temporal" and RECIPES[task].framewise else None,
             "time_s": metrics["time_s"], "it_per_s": metrics["it_per_s"], "date": str(date.today()),
+            "resumed": bool(metrics.get("resumed_from")),  # time_s: the last part only
             "overrides": [o for o in metrics.get("overrides", []) if not o.startswith(("data.train=", "model.init_from="))],
         }
         print(f"  installed {target.relative_to(ROOT)}", flush=True)

@@ -18,6 +18,7 @@ photos; the others are real videos; the section keeps the means over each group.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -156,3 +157,24 @@ def draw_crop(folder: Path, clip: str, target: Path) -> dict:
     plt.close(fig)
     tmp.replace(target)
     return {"clip": clip, "frame": index, "x": x, "y": y, "size": size, "zoom": FIGURE_ZOOM, "path": target.name}
+
+
+def record_experiment(label: str, data: dict, path: Path | None = None) -> None:
+    """Keep the validation numbers of ``data``'s upscale2x models under ``label`` in
+    docs/measurements/val_upscale.json (what was tried, docs/TRAINING.md): per clip and input
+    case, each model's PSNR over Lanczos (dB) and the temporal model's warping error and tOF
+    over the frame-wise model's."""
+    path = path or Path(__file__).resolve().parents[1] / "docs" / "measurements" / "val_upscale.json"
+    section = data["sections"]["upscale"]
+    record = json.loads(path.read_text()) if path.exists() else {}
+    clips = {}
+    for clip in section["groups"]["real clips"] + section["groups"]["photo moves"]:
+        clips[clip] = {}
+        for case, rows in section[clip].items():
+            t, f, lz = rows["temporal"], rows["frame-wise"], rows["Lanczos"]["psnr"]
+            clips[clip][case] = {"frame-wise": f["psnr"] - lz, "temporal": t["psnr"] - lz,
+                                 "ewarp_ratio": t["ewarp"] / f["ewarp"], "tof_ratio": t["tof"] / f["tof"]}
+    record[label] = {"date": data["date"], "models": {k: data["models"][k] for k in ("upscale2x", "upscale2x-framewise")},
+                     "groups": section["groups"], "clips": clips}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"recorded {label!r} in {path}")

@@ -41,9 +41,10 @@ def side_by_side(panels: dict[str, np.ndarray], height: int) -> np.ndarray:
 
 
 def compare(paths: dict[str, str], out: str, height: int | None = None, fps: float | None = None,
-            crf: int = 17) -> int:  # fmt: skip
+            crf: int = 17, labels: dict[str, str] | None = None) -> int:  # fmt: skip
     """Write the side-by-side video of ``paths`` (panel name -> path) to ``out``; returns the
-    number of frames written."""
+    number of frames written.  ``labels``: the text shown on a panel (default: its name)."""
+    labels = labels or {}
     with ExitStack() as stack:
         sources = {}
         for name in PANELS:
@@ -65,7 +66,7 @@ def compare(paths: dict[str, str], out: str, height: int | None = None, fps: flo
             if ended:  # the sink's context drops the unfinished output
                 raise UserError(f"frame count mismatch: {', '.join(ended)} ended after {count} frames "
                                 "but the others have more")  # fmt: skip
-            image = side_by_side({n: f.image for n, f in frames.items()}, height)
+            image = side_by_side({labels.get(n, n): f.image for n, f in frames.items()}, height)
             if sink is None:
                 sink = stack.enter_context(
                     open_sink(out, like=like, width=image.shape[1], height=image.shape[0], fps=fps, crf=crf)

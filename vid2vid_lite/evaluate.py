@@ -198,12 +198,15 @@ def _fmt(value: float) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
-def format_table(result: Evaluation) -> str:
-    """The terminal table: one row per metric, one column per video, and with a baseline the
-    relative change of the output and whether it is better."""
+def format_table(result: Evaluation, labels: dict[str, str] | None = None) -> str:
+    """The terminal table: one row per metric, one column per video (headed by ``labels``,
+    default its name), and with a baseline the relative change of the output and whether it
+    is better."""
+    labels = labels or {}
     names = [n for n in VIDEOS if n in result.summaries]
     change = result.relative_change()
-    header = ["metric", *names] + (["change", "output is"] if change else [])
+    output = labels.get("output", "output")
+    header = ["metric", *(labels.get(n, n) for n in names)] + (["change", f"{output} is"] if change else [])
     lines = [header]
     for metric in result.summaries["output"]:
         unit = f" ({UNITS[metric]})" if metric in UNITS else ""

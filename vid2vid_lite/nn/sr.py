@@ -38,8 +38,9 @@ def _lanczos4_taps(shift: float) -> np.ndarray:
 _TAPS = (_lanczos4_taps(0.75).tolist(), _lanczos4_taps(0.25).tolist())
 
 
-def _up2(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Lanczos ×2 along ``dim`` (2: rows, 3: columns) of ``(B, C, H, W)``, borders replicated.
+def _phases(x: torch.Tensor, dim: int) -> list[torch.Tensor]:
+    """The two ×2 Lanczos phases along ``dim`` (2: rows, 3: columns) of ``(B, C, H, W)``,
+    each of ``x``'s size, borders replicated.
 
     Output pixel 2i sits at source i − 0.25 (taps over source pixels i − 4 … i + 3), 2i + 1 at
     i + 0.25 (i − 3 … i + 4).  Written as weighted sums of shifted views: a 1×9 convolution
@@ -52,7 +53,17 @@ def _up2(x: torch.Tensor, dim: int) -> torch.Tensor:
         for k, weight in enumerate(taps[1:], start=1):
             acc.add_(padded.narrow(dim, offset + k, n), alpha=weight)
         phases.append(acc)
-    return torch.stack(phases, dim + 1).flatten(dim, dim + 1)
+    return phases
+
+
+def lanczos_phases(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, 4C, H, W)``: the four ×2 Lanczos phases (row, column) of each
+    channel in ``pixel_shuffle``'s order, so ``pixel_shuffle(lanczos_phases(x), 2)`` is
+    :func:`lanczos_up2`: a model adds its correction here, at the input's size, and shuffles
+    once."""
+    b, c, h, w = x.shape
+    quads = [q for column in _phases(x, 3) for q in _phases(column, 2)]  # (px, py) order
+    return torch.stack([quads[0], quads[2], quads[1], quads[3]], dim=2).reshape(b, 4 * c, h, w)
 
 
 def lanczos_up2(x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +71,7 @@ def lanczos_up2(x: torch.Tensor) -> torch.Tensor:
     aligned, borders replicated), differentiable, on any device."""
     if x.ndim != 4:
         raise ValueError(f"expected (B, C, H, W), got {tuple(x.shape)}")
-    return _up2(_up2(x, 3), 2)
+    return F.pixel_shuffle(lanczos_phases(x), 2)
 
 
 class SRBody(nn.Module):
@@ -111,7 +122,7 @@ class SRNet(nn.Module):
         self.body = SRBody(3, 3 * 4, channels, layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (lanczos_up2(x) + F.pixel_shuffle(self.body(x), 2)).clamp(-1, 1)
+        return F.pixel_shuffle(lanczos_phases(x) + self.body(x), 2).clamp_(-1, 1)
 
 
 class TemporalSRNet(nn.Module):
@@ -179,7 +190,7 @@ class TemporalSRNet(nn.Module):
         seen = F.pixel_unshuffle(valid2, 2) if self.use_validity else keep.expand(b, 4, h, w)
         inputs = torch.cat([x, F.pixel_unshuffle(warped, 2), seen], dim=1)
         correction, logits = self.body(inputs).split([12, 4], dim=1)
-        image = (lanczos_up2(x) + F.pixel_shuffle(correction, 2)).clamp_(-1, 1)
+        image = F.pixel_shuffle(lanczos_phases(x) + correction, 2).clamp_(-1, 1)
         mask = torch.sigmoid(F.pixel_shuffle(logits, 2))
         if mask_power != 1.0:
             mask = mask.pow(mask_power)
