@@ -197,6 +197,10 @@ def speed_block(runs: list[tuple[Path, dict]]) -> str:
     df = d.get("deflicker 640x360")
     deflicker = (f" The `deflicker` model, which decodes the guide video as well, runs at {df['e2e_fps']:.0f} fps."
                  if df else "")
+    up = d.get("upscale2x 640x360")
+    deflicker += (f" The temporal `upscale2x` model writes 1280×720 from 640×360 input at {up['e2e_fps']:.0f} fps "
+                  f"({d['upscale2x/temporal e2e time 640x360']:.2f}× the temporal restore model's time), in at most "
+                  f"{up['rss60_mib']:.0f} MiB for a 60 s clip." if up else "")
     return (f"On this project's 2-core CPU ({d['_date']}, {d['_precision']}), `run` with the bundled restore models "
             f"translates 640×360 video at {fw['e2e_fps']:.0f} fps frame-wise and {tm['e2e_fps']:.0f} fps with the "
             f"temporal model, end to end (decode, flow, model, encode), in at most {rss:.0f} MiB of memory for a 60 s "

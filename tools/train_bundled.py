@@ -72,6 +72,11 @@ class Recipe:
         return self.fw_steps - self.tm_steps if self.start is None else self.start
 
 
+#: Both stages of the fidelity recipes (restore, upscale2x): L1 only, Adam 1e-3 with beta1 0.9,
+#: 128×128 crops of the clips as they are.
+FIDELITY = ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
+            "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]")
+
 RECIPES = {
     # restore: an L1 (fidelity) objective only, no GAN or feature matching terms (they trade PSNR
     # for texture, and the bundled model made unseen video worse with them), with Adam at 1e-3
@@ -81,20 +86,18 @@ RECIPES = {
     # input (one DIS call a frame) and without D_T (adversarial, as above).
     "restore": Recipe(
         "restore-set", 16000, 4000,
-        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
-         "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
+        FIDELITY,
         ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=10", "loss.mask=0.1",
          "data.clip_len=4", "train.batch_size=2"),
         framewise_batch=8,
     ),
-    # upscale2x: the sr body (16 channels, 7 layers: the widest whose temporal model stays near
-    # the speed target, docs/BENCHMARKS.md), L1 only; the temporal stage from the final
-    # frame-wise model on clips of 6 frames with a warp loss (5 next to L1's 100), without the
-    # validity input (one DIS call a frame). Chosen on the val clips (docs/TRAINING.md).
+    # upscale2x: the sr body (16 channels, 7 layers: chosen for speed before training), L1 only;
+    # the temporal stage from the final frame-wise model on clips of 6 frames with a warp loss
+    # (5 next to L1's 100), without the validity input (one DIS call a frame). Chosen on the val
+    # clips (docs/TRAINING.md).
     "upscale2x": Recipe(
         "upscale-set", 8000, 6000,
-        ("loss.gan=0", "loss.fm=0", "data.crop=128", "data.load_size=null", "data.num_workers=1",
-         "optim.generator.lr=1e-3", "optim.generator.betas=[0.9,0.999]"),
+        FIDELITY,
         ("model.use_validity=false", "loss.temporal_gan=0", "loss.warp=5", "loss.mask=0.1",
          "data.clip_len=6", "train.batch_size=4"),
         framewise_batch=16, models=("sr", "temporal_sr"), arch=("model.channels=16", "model.layers=7"), start=8000,
