@@ -101,6 +101,7 @@ def bad_checkpoints(folder: Path, good: Path) -> dict[str, tuple[Path, str]]:
     safetensors("unknown_option.safetensors", "['colour']", generator={**config["generator"], "colour": 3})
     safetensors("bad_option.safetensors", "cannot build", generator={**config["generator"], "ngf": "eight"})
     safetensors("unknown_task.safetensors", "unknown task 'sharpen'", task="sharpen", task_spec=None)
+    safetensors("scale_mismatch.safetensors", "task upscale2x 2x", task="upscale2x", task_spec=None)  # a 1x model
     torch.save(tensors, folder / "state_dict.pt")
     cases["state_dict.pt"] = (folder / "state_dict.pt", "a bare state dict, without the config")
     torch.save({"model": tensors, "epoch": 3}, folder / "other_keys.pt")

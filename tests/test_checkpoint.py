@@ -181,7 +181,7 @@ CASES = [
     "flipped_header.safetensors", "huge_header.safetensors", "beyond_the_end.safetensors", "cut_short.safetensors",
     "missing_key.safetensors", "extra_key.safetensors", "wrong_shape.safetensors", "wrong_dtype.safetensors",
     "foreign.safetensors", "broken_json.safetensors", "no_config.safetensors", "unknown_generator.safetensors",
-    "unknown_option.safetensors", "bad_option.safetensors", "unknown_task.safetensors",
+    "unknown_option.safetensors", "bad_option.safetensors", "unknown_task.safetensors", "scale_mismatch.safetensors",
     "state_dict.pt", "other_keys.pt", "not_tensors.pt", "cut_short.pt",
     "empty.safetensors", "empty.pt", "empty.ckpt", "empty.bin", "empty",
     "notes.pt", "picture.pt", "model.ckpt", "run_without_checkpoints", "damaged_run",

@@ -135,7 +135,10 @@ def load_generator(spec: str | Path, device: torch.device | str = "cpu") -> tupl
     state, config = read_checkpoint(path)
     try:
         model = build_generator(config["generator"])
-        checkpoint_task(config)  # run builds it next: fail here, naming the file
+        task = checkpoint_task(config)  # run builds it next: fail here, naming the file
+        if getattr(model, "scale", 1) != task.scale:
+            raise ValueError(f"its model outputs {getattr(model, 'scale', 1)}x the input's size, its task "
+                             f"{task.spec} {task.scale}x")
     except (UserError, KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
         raise UserError(
             f"{path} holds a config this version of vid2vid_lite cannot build ({_one_line(err)}); use the "
