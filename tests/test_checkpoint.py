@@ -17,7 +17,8 @@ from media import make_clip, moving_pattern, run_config, tiny_checkpoints, train
 from vid2vid_lite import run
 from vid2vid_lite.checkpoint import _pickle_globals, checkpoint_task, load_generator, load_state, save_generator
 from vid2vid_lite.errors import UserError
-from vid2vid_lite.datasets.tasks import Encoding, RestoreDegradation, Task, get_task
+from vid2vid_lite.datasets.degradations import Encoding, RestoreDegradation
+from vid2vid_lite.datasets.tasks import Task, get_task
 from vid2vid_lite.engine.config import build_task
 from vid2vid_lite.nn import build_generator
 

@@ -15,9 +15,8 @@ from vid2vid_lite.datasets import flow_cache
 from vid2vid_lite.datasets.clips import Augment, ClipDataset, ClipSampler, curriculum
 from vid2vid_lite.datasets.prepare import PrepareSettings, discover, prepare_video, prepare_videos
 from vid2vid_lite.datasets.synthetic import camera_move, camera_pan, load_photo
-from vid2vid_lite.datasets.tasks import (
-    Downscale, Encoding, RestoreDegradation, Task, down_up, downscale, edges, get_task, gray, lanczos, one_hot,
-)
+from vid2vid_lite.datasets.degradations import Downscale, Encoding, RestoreDegradation, downscale
+from vid2vid_lite.datasets.tasks import Task, down_up, edges, get_task, gray, lanczos, one_hot
 from vid2vid_lite.errors import UserError
 from vid2vid_lite.io import read_video, write_video
 from vid2vid_lite.metrics import psnr

@@ -2,7 +2,7 @@
 against classical interpolation on clips that no training used.
 
 Per clip, the reference is the clip cropped to even sizes; the low-resolution input is each
-reference frame area-downscaled by 2 (``vid2vid_lite.datasets.tasks.downscale``), measured in two
+reference frame area-downscaled by 2 (``vid2vid_lite.datasets.degradations.downscale``), measured in two
 cases (:data:`CASES`): ``clean`` (the low-resolution frames as lossless PNGs) and ``x264 CRF 23``
 (the same frames encoded by x264 at CRF 23, preset medium).  Every method gets the same decoded RGB
 frames and writes PNGs at the reference's size:
@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vid2vid_lite.datasets.tasks import downscale, even_crop, lanczos
+from vid2vid_lite.datasets.degradations import downscale
+from vid2vid_lite.datasets.tasks import even_crop, lanczos
 from vid2vid_lite.evaluate import evaluate
 from vid2vid_lite.io import list_images, read_video, write_video
 from vid2vid_lite.io.frames import read_image

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .checkpoint import bundled_names
 from .compare import compare
-from .datasets.tasks import downscale, even_crop, lanczos
+from .datasets.degradations import downscale
+from .datasets.tasks import even_crop, lanczos
 from .errors import UserError
 from .evaluate import evaluate, format_table, write_report
 from .io import open_source, write_video
